@@ -1,0 +1,65 @@
+"""Alembic environment for litellm-memory-patch.
+
+Run through the ``litellm-memory-patch`` CLI, which puts into ``config.attributes``:
+
+- ``conninfo``: a libpq connection string (online mode only);
+- ``litellm_schema``: the schema that holds LiteLLM's tables (``public`` or ``?schema=``);
+- ``lock_timeout_ms``: how long a DDL statement may wait for a table lock.
+
+Every revision of one run happens inside one transaction, so a failure leaves nothing behind.
+Alembic's version table lives in the project's own schema, where LiteLLM's Prisma drift repair
+never looks (a table in LiteLLM's schema would be dropped by it).
+"""
+
+import psycopg
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from litellm_memory_patch.config import PATCH_SCHEMA
+
+config = context.config
+attributes = config.attributes
+
+
+def _prelude() -> None:
+    # A short lock_timeout: on a busy table the migration fails fast (and says to retry)
+    # instead of queueing an exclusive lock that would stall the proxy's traffic behind it.
+    context.execute(f"SET LOCAL lock_timeout = {int(attributes['lock_timeout_ms'])}")
+    context.execute(f"CREATE SCHEMA IF NOT EXISTS {PATCH_SCHEMA}")
+
+
+def _configure(**kwargs) -> None:
+    context.configure(
+        version_table_schema=PATCH_SCHEMA,
+        transaction_per_migration=False,
+        **kwargs,
+    )
+
+
+def run_migrations_offline() -> None:
+    """Emit the SQL for a DBA to review or apply by hand; no database is contacted."""
+    _configure(url="postgresql://", literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        _prelude()
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Apply the migrations over one connection, in one transaction."""
+    conninfo = attributes["conninfo"]
+    engine = create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(conninfo),
+        poolclass=pool.NullPool,
+    )
+    with engine.connect() as connection:
+        _configure(connection=connection)
+        with context.begin_transaction():
+            _prelude()
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
