@@ -1,0 +1,114 @@
+"""Drop-in activation: swap the proxy's stock /v1/memory routes for the patched ones.
+
+LiteLLM calls :func:`install_patch` (through ``litellm_memory_patch.install``) from every worker's
+startup when ``LITELLM_WORKER_STARTUP_HOOKS=litellm_memory_patch:install`` is set. It replaces all
+five stock routes, opens the connection pool on the running event loop, checks the database
+and says in one log line whether the patch is serving. A database that is missing, unreachable
+or not migrated never stops the proxy: the memory routes answer 503 until it is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from . import __version__, routes
+from .config import ConfigError, load_settings
+from .store import MemoryStore
+
+logger = logging.getLogger("litellm_memory_patch")
+
+MEMORY_PATH = "/v1/memory"
+
+# Tasks that close a pool when the event loop shuts down; a reference keeps them alive.
+_closers: set[asyncio.Task] = set()
+
+
+def _is_memory_route(route, stock_router) -> bool:
+    path = getattr(route, "path", "")
+    if path == MEMORY_PATH or path.startswith(MEMORY_PATH + "/"):
+        return True
+    # FastAPI 0.165 includes a router as one entry that keeps the router object, not its paths.
+    return getattr(route, "original_router", None) is stock_router
+
+
+def swap_routes(app: FastAPI) -> int:
+    """Replace every stock memory route with the patched router, where they stood.
+
+    Returns how many stock entries were removed. Replacing only some would break
+    ``GET /v1/memory``: its redirect to ``/v1/memory/`` would reach a stock ``{key:path}``.
+    """
+    from litellm.proxy.memory.memory_endpoints import router as stock_router
+
+    table = app.router.routes
+    stock = {i for i, route in enumerate(table) if _is_memory_route(route, stock_router)}
+    position = min(stock, default=len(table))
+    kept = [route for i, route in enumerate(table) if i not in stock]
+    table[:] = kept
+    app.include_router(routes.router)
+    patched = table[len(kept) :]
+    # Put the patched routes where the stock ones stood, ahead of any catch-all route.
+    table[:] = kept[:position] + patched + kept[position:]
+    app.openapi_schema = None
+    return len(stock)
+
+
+def _close_when_loop_stops(store: MemoryStore) -> None:
+    # LiteLLM's lifespan has no shutdown hook for plugins; the server cancels every task when
+    # its event loop stops, and this one closes the pool then.
+    async def wait_then_close() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await store.close()
+
+    task = asyncio.get_running_loop().create_task(wait_then_close(), name="litellm-memory-patch")
+    _closers.add(task)
+    task.add_done_callback(_closers.discard)
+
+
+def _announce_to_bare_logging() -> None:
+    # The active/not-active line must reach the operator even when the host configured no
+    # logging at all (Python would drop INFO records then).
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
+    """Swap the routes in ``app`` (LiteLLM's proxy app by default) and start the store."""
+    if app is None:
+        from litellm.proxy.proxy_server import app
+    _announce_to_bare_logging()
+    removed = swap_routes(app)
+    app.state.litellm_memory_store = None
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        logger.error(
+            "litellm-memory-patch %s NOT serving: %s; /v1/memory answers 503", __version__, exc
+        )
+        return None
+    store = MemoryStore(settings)
+    await store.open()
+    _close_when_loop_stops(store)
+    app.state.litellm_memory_store = store
+    problem = await store.readiness_problem()
+    if problem:
+        logger.error(
+            "litellm-memory-patch %s NOT serving yet: %s; /v1/memory answers 503 until then",
+            __version__,
+            problem,
+        )
+    else:
+        logger.info(
+            "litellm-memory-patch %s active: %d stock /v1/memory routes replaced, every request "
+            "confined to the caller's team by the handlers and by row-level security",
+            __version__,
+            removed,
+        )
+    return store

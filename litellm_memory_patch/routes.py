@@ -1,0 +1,334 @@
+"""The five /v1/memory routes, same API as LiteLLM's, confined to the caller's scope.
+
+Paths, query parameters, bodies, response models and success codes are LiteLLM's own
+(``litellm.types.memory_management``); the caller comes from LiteLLM's ``user_api_key_auth``.
+What changes is who sees what (see SECURITY.md): a key of team T reaches team T's rows only,
+and a row it cannot see answers exactly like a row that does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.routing import APIRoute
+from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
+from litellm.types.memory_management import (
+    LiteLLM_MemoryRow,
+    MemoryCreateRequest,
+    MemoryDeleteResponse,
+    MemoryListResponse,
+    MemoryUpdateRequest,
+)
+
+from . import __version__
+from .scope import WRITE_FORBIDDEN, CallerScope, ScopeError
+from .store import (
+    KeyMatch,
+    KeyTaken,
+    MemoryRecord,
+    MemoryStore,
+    MemoryTransaction,
+    StoreUnavailable,
+    WriteRefused,
+    visibility,
+)
+
+logger = logging.getLogger("litellm_memory_patch")
+
+PATCH_HEADER = "X-LiteLLM-Memory-Patch"
+TAGS = ["memory management"]
+
+# PostgreSQL's btree index on key holds entries up to about 2.7 kB; refuse long keys up front.
+MAX_KEY_BYTES = 1024
+
+EMPTY_KEY = "The memory key must not be empty."
+KEY_TOO_LONG = f"The memory key must be at most {MAX_KEY_BYTES} bytes."
+NUL_BYTE = "The {field} must not contain NUL (\\u0000) characters."
+TOO_LARGE = "The {field} is larger than the limit of {limit} bytes."
+NOTHING_TO_UPDATE = "Request body must include at least one of: value, metadata."
+CREATE_NEEDS_VALUE = "Cannot create a new memory via PUT without a 'value'."
+NOT_CONFIGURED = (
+    "The memory store is not configured: set LITELLM_MEMORY_DATABASE_URL (or DATABASE_URL) "
+    "for the proxy and restart it."
+)
+REFUSED_BY_DATABASE = "The database refused this change to the memory entry."
+
+
+def not_found(key: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"Memory with key '{key}' not found")
+
+
+def key_taken(key: str) -> HTTPException:
+    return HTTPException(status_code=409, detail=f"Memory with key '{key}' already exists.")
+
+
+class PatchedRoute(APIRoute):
+    """An APIRoute whose every response, errors included, names the patch and its version."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        inner = self.app
+        header = (PATCH_HEADER.lower().encode(), __version__.encode())
+
+        async def app(scope, receive, send):
+            async def send_with_header(message):
+                if message["type"] == "http.response.start":
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], header]
+                await send(message)
+
+            await inner(scope, receive, send_with_header)
+
+        self.app = app
+
+
+router = APIRouter(route_class=PatchedRoute)
+
+
+# -- input checks: a caller's input gets a 4xx, never a 500 --------------------------------
+
+
+def _check_text(field: str, text: str | None) -> None:
+    if text is not None and "\x00" in text:
+        raise HTTPException(status_code=400, detail=NUL_BYTE.format(field=field))
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise HTTPException(status_code=400, detail=EMPTY_KEY)
+    _check_text("key", key)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise HTTPException(status_code=400, detail=KEY_TOO_LONG)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners: tuple) -> None:
+    limit = store.max_value_bytes
+    _check_text("value", value)
+    for field, owner in zip(("user_id", "team_id"), owners):
+        _check_text(field, owner)
+    if _has_nul(metadata):
+        raise HTTPException(status_code=400, detail=NUL_BYTE.format(field="metadata"))
+    if value is not None and len(value.encode()) > limit:
+        raise HTTPException(status_code=413, detail=TOO_LARGE.format(field="value", limit=limit))
+    if metadata is not None and len(json.dumps(metadata)) > limit:
+        raise HTTPException(status_code=413, detail=TOO_LARGE.format(field="metadata", limit=limit))
+
+
+# -- the caller and the store -----------------------------------------------------------
+
+
+def caller_scope(user_api_key_dict=Depends(user_api_key_auth)) -> CallerScope:
+    return CallerScope.from_auth(user_api_key_dict)
+
+
+def memory_store(request: Request) -> MemoryStore:
+    store = getattr(request.app.state, "litellm_memory_store", None)
+    if store is None:
+        raise HTTPException(status_code=503, detail=NOT_CONFIGURED)
+    return store
+
+
+@asynccontextmanager
+async def refusals_as_http() -> AsyncIterator[None]:
+    """Turn the store's and the scope's refusals into HTTP answers, with no internals."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise HTTPException(status_code=503, detail=exc.detail) from None
+    except ScopeError as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.detail) from None
+    except WriteRefused:
+        raise HTTPException(status_code=403, detail=REFUSED_BY_DATABASE) from None
+
+
+def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
+    return LiteLLM_MemoryRow.model_validate(record, from_attributes=True)
+
+
+async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
+    # Only a pure team row of the caller's own team needs the database's team-admin answer.
+    needs_admin_check = (
+        not scope.is_admin
+        and row.user_id is None
+        and scope.team_id is not None
+        and row.team_id == scope.team_id
+    )
+    is_team_admin = needs_admin_check and await tx.caller_is_team_admin()
+    return scope.may_write(row, is_team_admin=is_team_admin)
+
+
+# -- the routes ---------------------------------------------------------------------------
+
+
+@router.post("/v1/memory", tags=TAGS, response_model=LiteLLM_MemoryRow)
+async def create_memory(
+    body: MemoryCreateRequest,
+    scope: CallerScope = Depends(caller_scope),
+    store: MemoryStore = Depends(memory_store),
+):
+    """Create a memory entry in the caller's scope (admins: any scope)."""
+    _check_key(body.key)
+    _check_body(store, value=body.value, metadata=body.metadata, owners=(body.user_id, body.team_id))
+    async with refusals_as_http():
+        user_id, team_id = scope.owner_for_create(
+            requested_user_id=body.user_id, requested_team_id=body.team_id
+        )
+        try:
+            async with store.transaction(scope) as tx:
+                row = await tx.create(
+                    key=body.key,
+                    value=body.value,
+                    metadata=body.metadata,
+                    user_id=user_id,
+                    team_id=team_id,
+                    actor=scope.user_id,
+                )
+        except KeyTaken:
+            raise key_taken(body.key) from None
+    return _answer(row)
+
+
+@router.get("/v1/memory", tags=TAGS, response_model=MemoryListResponse)
+async def list_memory(
+    key: str | None = Query(None, description="Filter by exact key match."),
+    key_prefix: str | None = Query(
+        None,
+        description=(
+            "Filter by key prefix (Redis-style namespace scan). "
+            "Mutually exclusive with `key`; if both are provided, `key_prefix` wins."
+        ),
+    ),
+    search: str | None = Query(
+        None,
+        description=(
+            "Match entries whose key starts with this value or whose memory_id equals it. "
+            "Takes precedence over `key_prefix` and `key` when provided."
+        ),
+    ),
+    page: int = Query(1, ge=1),
+    page_size: int = Query(50, ge=1, le=500),
+    scope: CallerScope = Depends(caller_scope),
+    store: MemoryStore = Depends(memory_store),
+):
+    """List the memory entries visible to the caller, newest first."""
+    for field, text in (("key", key), ("key_prefix", key_prefix), ("search", search)):
+        _check_text(field, text)
+    async with refusals_as_http():
+        async with store.transaction(scope) as tx:
+            rows, total = await tx.page(
+                KeyMatch(key=key, key_prefix=key_prefix, search=search),
+                where=visibility(scope),
+                offset=(page - 1) * page_size,
+                limit=page_size,
+            )
+    return MemoryListResponse(memories=[_answer(row) for row in rows], total=total)
+
+
+@router.get("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)
+async def get_memory(
+    key: str,
+    scope: CallerScope = Depends(caller_scope),
+    store: MemoryStore = Depends(memory_store),
+):
+    """Get one memory entry by key, if the caller can see it."""
+    _check_key(key)
+    async with refusals_as_http():
+        async with store.transaction(scope) as tx:
+            row = await tx.find(key, where=visibility(scope))
+    if row is None:
+        raise not_found(key)
+    return _answer(row)
+
+
+@router.put("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)
+async def upsert_memory(
+    key: str,
+    body: MemoryUpdateRequest,
+    scope: CallerScope = Depends(caller_scope),
+    store: MemoryStore = Depends(memory_store),
+):
+    """Update the caller's visible entry for ``key``, or create it in the caller's scope.
+
+    ``user_id``/``team_id`` in the body only count when creating: ownership never changes
+    on update.
+    """
+    _check_key(key)
+    _check_body(store, value=body.value, metadata=body.metadata, owners=(body.user_id, body.team_id))
+    changes: dict[str, Any] = {}
+    if body.value is not None:
+        changes["value"] = body.value
+    if "metadata" in body.model_fields_set:
+        changes["metadata"] = body.metadata
+    if not changes:
+        raise HTTPException(status_code=400, detail=NOTHING_TO_UPDATE)
+
+    async with refusals_as_http():
+        async with store.transaction(scope) as tx:
+            where = visibility(scope)
+            existing = await tx.find(key, where=where)
+            if existing is None:
+                if body.value is None:
+                    raise HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
+                user_id, team_id = scope.owner_for_create(
+                    requested_user_id=body.user_id, requested_team_id=body.team_id
+                )
+                try:
+                    return _answer(
+                        await tx.create(
+                            key=key,
+                            value=body.value,
+                            metadata=body.metadata,
+                            user_id=user_id,
+                            team_id=team_id,
+                            actor=scope.user_id,
+                        )
+                    )
+                except KeyTaken:
+                    # Taken elsewhere (409), or created in this scope since the read above:
+                    # then it is an update after all.
+                    existing = await tx.find(key, where=where)
+                    if existing is None:
+                        raise key_taken(key) from None
+            if not await _may_write(tx, scope, existing):
+                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
+            row = await tx.update(existing.memory_id, changes, where=where, actor=scope.user_id)
+    if row is None:
+        raise not_found(key)
+    return _answer(row)
+
+
+@router.delete("/v1/memory/{key:path}", tags=TAGS, response_model=MemoryDeleteResponse)
+async def delete_memory(
+    key: str,
+    scope: CallerScope = Depends(caller_scope),
+    store: MemoryStore = Depends(memory_store),
+):
+    """Delete one memory entry by key, if the caller can see it and may write it."""
+    _check_key(key)
+    async with refusals_as_http():
+        async with store.transaction(scope) as tx:
+            where = visibility(scope)
+            existing = await tx.find(key, where=where)
+            if existing is None:
+                raise not_found(key)
+            if not await _may_write(tx, scope, existing):
+                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
+            deleted = await tx.delete(existing.memory_id, where=where)
+    if not deleted:
+        raise not_found(key)
+    return MemoryDeleteResponse(key=key, deleted=True)
