@@ -8,6 +8,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from urllib.parse import urlsplit, urlunsplit
@@ -69,3 +70,95 @@ def migrated_db(litellm_db: DatabaseTarget) -> DatabaseTarget:
     """A fresh LiteLLM database with this project's migrations at head."""
     migrator.upgrade(litellm_db)
     return litellm_db
+
+
+# -- the real LiteLLM proxy app, in-process ------------------------------------------------
+#
+# LiteLLM's proxy module takes over 10 s to import, so it is imported once. Its app runs on one
+# event loop in a background thread for the whole session (an AnyIO blocking portal); tests stay
+# synchronous and send requests through ``ProxyClient``, which goes through the app's real
+# middleware, LiteLLM's ``user_api_key_auth`` and the custom_auth hook above.
+
+LITELLM_CONFIG = """\
+model_list: []
+general_settings:
+  custom_auth: auth_hook.user_auth
+"""
+
+
+class ProxyClient:
+    """Synchronous requests to the in-process proxy; ``call`` runs any coroutine on its loop."""
+
+    def __init__(self, portal, client, app) -> None:
+        self._portal = portal
+        self._client = client
+        self.app = app
+
+    def call(self, fn, *args):
+        return self._portal.call(fn, *args)
+
+    def request(self, method: str, path: str, *, key: str, **kwargs):
+        headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
+        return self._portal.call(
+            lambda: self._client.request(method, path, headers=headers, **kwargs)
+        )
+
+    def install(self, target: DatabaseTarget, monkeypatch) -> None:
+        """Point the patch at ``target``'s database, as a proxy restarted with that URL would."""
+        from litellm_memory_patch.installer import install_patch
+
+        monkeypatch.setenv("LITELLM_MEMORY_DATABASE_URL", target.conninfo)
+        self._portal.call(install_patch, self.app)
+
+    def close_store(self) -> None:
+        store = self.app.state.litellm_memory_store
+        if store is not None:
+            self._portal.call(store.close)
+
+
+@pytest.fixture(scope="session")
+def proxy_session(tmp_path_factory, server_url, _template):
+    """The real proxy app, started once, with the patch activated by LiteLLM's startup hook."""
+    from anyio.from_thread import start_blocking_portal
+
+    config_dir = tmp_path_factory.mktemp("litellm")
+    (config_dir / "config.yaml").write_text(LITELLM_CONFIG)
+    (config_dir / "auth_hook.py").write_text("from identity_auth import user_auth\n")
+    boot_db = create_database(server_url, template=_template)
+    migrator.upgrade(parse_database_url(boot_db))
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CONFIG_FILE_PATH", str(config_dir / "config.yaml"))
+    patch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    patch.setenv("LITELLM_WORKER_STARTUP_HOOKS", "litellm_memory_patch:install")
+    patch.setenv("LITELLM_MEMORY_DATABASE_URL", boot_db)
+    patch.delenv("DATABASE_URL", raising=False)
+    import litellm.proxy.proxy_server as proxy_server
+
+    with start_blocking_portal() as portal:
+        with portal.wrap_async_context_manager(_running(proxy_server.app)) as client:
+            proxy = ProxyClient(portal, client, proxy_server.app)
+            yield proxy
+            proxy.close_store()
+    patch.undo()
+
+
+@contextlib.asynccontextmanager
+async def _running(app):
+    """The app's lifespan and an HTTP client over ASGI, both made on the portal's loop."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            yield client
+
+
+@pytest.fixture
+def proxy(proxy_session: ProxyClient, migrated_db: DatabaseTarget, monkeypatch) -> ProxyClient:
+    """The proxy, its patch serving a fresh migrated database (``proxy.database``)."""
+    proxy_session.install(migrated_db, monkeypatch)
+    proxy_session.database = migrated_db
+    yield proxy_session
+    proxy_session.close_store()

@@ -1,0 +1,23 @@
+"""LiteLLM ``custom_auth`` hook for the tests: the API key itself names the caller.
+
+A key reads ``team:T,user:U,role:R`` (each part optional), so a test can be any caller without
+LiteLLM's virtual keys, which need Prisma. The proxy's real ``user_api_key_auth`` dependency
+calls this and builds the ``UserAPIKeyAuth`` the routes receive.
+"""
+
+from litellm.proxy._types import UserAPIKeyAuth
+
+
+def api_key(*, team: str | None = None, user: str | None = None, role: str | None = None) -> str:
+    parts = [f"{name}:{value}" for name, value in (("team", team), ("user", user), ("role", role)) if value]
+    return ",".join(parts) or "anonymous"
+
+
+async def user_auth(request, api_key: str) -> UserAPIKeyAuth:
+    fields = dict(part.split(":", 1) for part in api_key.split(",") if ":" in part)
+    return UserAPIKeyAuth(
+        api_key=api_key,
+        team_id=fields.get("team"),
+        user_id=fields.get("user"),
+        user_role=fields.get("role"),
+    )
