@@ -1,0 +1,83 @@
+"""Self-contained set-up for the demo and the test suite: one virtual environment per tested
+LiteLLM version, installed from that version's pinned constraints file.
+
+Needs nothing but Python 3.10+. An environment is rebuilt only when its constraints file or the
+package metadata changed since it was last installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONSTRAINTS = ROOT / "constraints"
+ENVIRONMENTS = ROOT / ".venvs"
+DEFAULT_LITELLM = "1.83.14"
+
+
+def tested_versions() -> list[str]:
+    """The LiteLLM versions with a constraints file, oldest first."""
+    names = [path.stem.removeprefix("litellm-") for path in CONSTRAINTS.glob("litellm-*.txt")]
+    return sorted(names, key=lambda v: tuple(int(part) for part in v.split(".")))
+
+
+def _fingerprint(constraints: Path) -> str:
+    digest = hashlib.sha256()
+    for path in (constraints, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def python_for(litellm_version: str) -> Path:
+    """The interpreter of the environment for ``litellm_version``, installing it if needed."""
+    constraints = CONSTRAINTS / f"litellm-{litellm_version}.txt"
+    if not constraints.exists():
+        raise SystemExit(f"no constraints file for LiteLLM {litellm_version}: {constraints.name}")
+    home = ENVIRONMENTS / f"litellm-{litellm_version}"
+    python = home / "bin" / "python"
+    stamp = home / ".installed"
+    fingerprint = _fingerprint(constraints)
+    if python.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        return python
+    print(f"Setting up an environment for LiteLLM {litellm_version} (a few minutes the first time)…", flush=True)
+    shutil.rmtree(home, ignore_errors=True)
+    venv.EnvBuilder(with_pip=True).create(home)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run(
+        [*pip, "-c", str(constraints), f"litellm[proxy]=={litellm_version}", "-e", f"{ROOT}[test]"],
+        check=True,
+    )
+    stamp.write_text(fingerprint)
+    return python
+
+
+def ensure_pgbouncer() -> None:
+    """PgBouncer for the pooling tests: installed from Debian's packages when possible."""
+    if shutil.which("pgbouncer") or Path("/usr/sbin/pgbouncer").exists():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("PgBouncer is not installed (apt-get install pgbouncer); its tests will say so.", flush=True)
+        return
+    print("Installing PgBouncer…", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "pgbouncer"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def run(python: Path, *args: str) -> int:
+    return subprocess.run([str(python), *args], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit("use scripts/demo.py or scripts/test.py")
