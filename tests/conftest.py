@@ -79,9 +79,11 @@ def migrated_db(litellm_db: DatabaseTarget) -> DatabaseTarget:
 # synchronous and send requests through ``ProxyClient``, which goes through the app's real
 # middleware, LiteLLM's ``user_api_key_auth`` and the custom_auth hook above.
 
+# Newer LiteLLM refuses to start without a master key; callers never use it (custom_auth decides).
 LITELLM_CONFIG = """\
 model_list: []
 general_settings:
+  master_key: sk-test-master-key-not-used-by-callers-0123456789abcdef
   custom_auth: auth_hook.user_auth
 """
 
