@@ -79,8 +79,14 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'A superuser must run: ALTER ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS; then migrate again.';
     END IF;
-    -- The login role running this migration is the one the proxy uses: let it switch.
-    EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
+    -- The login role running this migration is the one the proxy uses: let it switch. Only
+    -- when it cannot yet: granting needs ADMIN on the role, which a login role that a DBA
+    -- already made a member (of a role the DBA created) does not have.
+    IF NOT pg_has_role(current_user, '{role}',
+                       CASE WHEN current_setting('server_version_num')::int >= 160000
+                            THEN 'SET' ELSE 'MEMBER' END) THEN
+        EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
+    END IF;
 END
 $role$;
 
@@ -191,11 +197,16 @@ BEGIN
         REVOKE ALL ON {table} FROM {role};
         REVOKE USAGE ON SCHEMA {schema} FROM {role};
         REVOKE USAGE ON SCHEMA {patch} FROM {role};
-        -- Roles belong to the whole cluster: another database may still use this one.
+        -- Roles belong to the whole cluster: another database may still use this one, and a
+        -- role a DBA created may only be dropped by a role with ADMIN on it. Either way the
+        -- role keeps no right on this table.
         BEGIN
             DROP ROLE {role};
-        EXCEPTION WHEN dependent_objects_still_exist THEN
-            RAISE NOTICE 'role {role} is kept: objects in another database still depend on it';
+        EXCEPTION
+            WHEN dependent_objects_still_exist THEN
+                RAISE NOTICE 'role {role} is kept: objects in another database still depend on it';
+            WHEN insufficient_privilege THEN
+                RAISE NOTICE 'role {role} is kept: only its creator or a superuser may drop it';
         END;
     END IF;
 END
