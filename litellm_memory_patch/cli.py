@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
-from . import doctor, migrator
+from . import demo, doctor, migrator
 from .config import (
     DEFAULT_SCHEMA,
     ConfigError,
@@ -151,6 +151,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "check that the protection is in place and works (read-only)",
         _doctor,
         _add_doctor_arguments,
+    ),
+    # The demo brings its own PostgreSQL and ignores --database-url.
+    "demo": Subcommand(
+        "replay LiteLLM issue #27722 against the patched proxy, on a private PostgreSQL",
+        demo.run,
+        demo.add_arguments,
     ),
 }
 
