@@ -70,21 +70,17 @@ def key_taken(key: str) -> HTTPException:
 class PatchedRoute(APIRoute):
     """An APIRoute whose every response, errors included, names the patch and its version."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        inner = self.app
+    # Wrapping handle(), not self.app: FastAPI 0.165 serves an included router's routes through
+    # an app of its own that it builds from the route, but still calls each route's handle().
+    async def handle(self, scope, receive, send) -> None:
         header = (PATCH_HEADER.lower().encode(), __version__.encode())
 
-        async def app(scope, receive, send):
-            async def send_with_header(message):
-                if message["type"] == "http.response.start":
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], header]
-                await send(message)
+        async def send_with_header(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
 
-            await inner(scope, receive, send_with_header)
-
-        self.app = app
+        await super().handle(scope, receive, send_with_header)
 
 
 router = APIRouter(route_class=PatchedRoute)
