@@ -88,6 +88,14 @@ general_settings:
 """
 
 
+def write_litellm_config(config_dir):
+    """LiteLLM's config.yaml and, next to it (LiteLLM loads it by file), the custom_auth hook."""
+    (config_dir / "auth_hook.py").write_text("from identity_auth import user_auth\n")
+    config_file = config_dir / "config.yaml"
+    config_file.write_text(LITELLM_CONFIG)
+    return config_file
+
+
 class ProxyClient:
     """Synchronous requests to the in-process proxy; ``call`` runs any coroutine on its loop."""
 
@@ -123,14 +131,12 @@ def proxy_session(tmp_path_factory, server_url, _template):
     """The real proxy app, started once, with the patch activated by LiteLLM's startup hook."""
     from anyio.from_thread import start_blocking_portal
 
-    config_dir = tmp_path_factory.mktemp("litellm")
-    (config_dir / "config.yaml").write_text(LITELLM_CONFIG)
-    (config_dir / "auth_hook.py").write_text("from identity_auth import user_auth\n")
+    config_file = write_litellm_config(tmp_path_factory.mktemp("litellm"))
     boot_db = create_database(server_url, template=_template)
     migrator.upgrade(parse_database_url(boot_db))
 
     patch = pytest.MonkeyPatch()
-    patch.setenv("CONFIG_FILE_PATH", str(config_dir / "config.yaml"))
+    patch.setenv("CONFIG_FILE_PATH", str(config_file))
     patch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     patch.setenv("LITELLM_WORKER_STARTUP_HOOKS", "litellm_memory_patch:install")
     patch.setenv("LITELLM_MEMORY_DATABASE_URL", boot_db)
