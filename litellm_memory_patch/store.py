@@ -6,6 +6,15 @@ restricted role ``litellm_memory_app`` and sets the caller's scope, all transact
 follows and nothing outlives the transaction: the next request on the same connection, or on
 the same server connection behind PgBouncer in transaction mode, starts from nothing.
 
+Round trips, not statements, are what a request pays for, so statements travel together in
+one simple-protocol message: ``BEGIN``, the role switch and settings, the request's first
+statement, and ``COMMIT`` when it is also its last. A GET or a list is one round trip, as a
+bare autocommit query would be. PostgreSQL parses and plans each statement of a message only
+after the previous one ran, so the role switch applies to the statements that follow it. The
+simple protocol carries no parameters: values are bound client-side with psycopg's
+``sql.Literal``, which quotes them for this connection. Nothing is ever prepared, which is
+also what PgBouncer in transaction mode needs.
+
 The statements also carry the caller's visibility themselves (:func:`visibility`). That filter
 is what lets PostgreSQL use LiteLLM's ``team_id`` index; row-level security underneath is what
 makes a wrong filter harmless.
@@ -13,6 +22,7 @@ makes a wrong filter harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +33,7 @@ from uuid import uuid4
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -132,52 +143,84 @@ _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
 _REVISION = sql.SQL("SELECT version_num FROM {}.alembic_version").format(
     sql.Identifier(PATCH_SCHEMA)
 )
-_BEGIN = sql.SQL(
-    "SELECT set_config('role', {role}, true),"
-    " set_config('litellm_memory.team_id', %(litellm_memory.team_id)s, true),"
-    " set_config('litellm_memory.user_id', %(litellm_memory.user_id)s, true),"
-    " set_config('litellm_memory.user_role', %(litellm_memory.user_role)s, true),"
-    " set_config('statement_timeout', %(statement_timeout)s, true)"
-).format(role=sql.Literal(APP_ROLE))
+# The start of every request, sent with its first statement. Besides the role switch and the
+# caller's settings it calls one of the project's functions, which a downgrade drops: in a
+# database that is not (or no longer) migrated this fails before any statement of the request
+# runs. The empty sub-select takes the table's ACCESS SHARE lock first, so a migration (which
+# locks the table exclusively) waits for the request instead of changing the rules under it.
+_START = sql.SQL(
+    "BEGIN; SELECT set_config('role', {role}, true),"
+    " set_config('litellm_memory.team_id', {team_id}, true),"
+    " set_config('litellm_memory.user_id', {user_id}, true),"
+    " set_config('litellm_memory.user_role', {user_role}, true),"
+    " set_config('statement_timeout', {statement_timeout}, true),"
+    " (SELECT count(*) FROM {table} WHERE FALSE),"
+    " {patch}.session_team_id()"
+)
+_COMMIT = sql.SQL("COMMIT")
 
 
 class MemoryTransaction:
-    """The statements of one request, run as the caller inside its transaction."""
+    """The statements of one request, run as the caller inside its transaction.
 
-    def __init__(self, conn: psycopg.AsyncConnection, table: sql.Composable) -> None:
+    ``last=True`` marks a request's final statement: it commits in the same round trip.
+    """
+
+    def __init__(self, conn: psycopg.AsyncConnection, table: sql.Composable, start: sql.Composable) -> None:
         self._conn = conn
         self._table = table
+        self._start: sql.Composable | None = start
+        self.open = False
+        # Whether a write was sent: tells a refused write from a role that cannot be used.
+        self.wrote = False
 
-    async def _rows(self, query: sql.Composable, params: tuple = ()) -> list[MemoryRecord]:
+    async def _run(self, *statements: sql.Composable, last: bool) -> list[list[dict]]:
+        """Send ``statements`` in one round trip; return each one's rows (each returns rows)."""
+        parts = [*([self._start] if self._start else []), *statements, *([_COMMIT] if last else [])]
+        self._start = None
+        self.open = not last
+        results = []
         async with self._conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query, params)
-            return [MemoryRecord.from_row(row) for row in await cur.fetchall()]
+            await cur.execute(sql.SQL("; ").join(parts), prepare=False)
+            while True:
+                if cur.description is not None:
+                    results.append(await cur.fetchall())
+                if not cur.nextset():
+                    break
+        return results[-len(statements) :]
 
-    async def find(self, key: str, *, where: sql.Composable) -> MemoryRecord | None:
-        rows = await self._rows(
-            sql.SQL("SELECT {} FROM {} WHERE key = %s AND {}").format(_COLUMNS, self._table, where),
-            (key,),
+    async def _records(self, statement: sql.Composable, *, last: bool) -> list[MemoryRecord]:
+        (rows,) = await self._run(statement, last=last)
+        return [MemoryRecord.from_row(row) for row in rows]
+
+    async def find(self, key: str, *, where: sql.Composable, last: bool = False) -> MemoryRecord | None:
+        rows = await self._records(
+            sql.SQL("SELECT {} FROM {} WHERE key = {} AND {}").format(
+                _COLUMNS, self._table, sql.Literal(key), where
+            ),
+            last=last,
         )
         return rows[0] if rows else None
 
     async def page(
         self, match: KeyMatch, *, where: sql.Composable, offset: int, limit: int
     ) -> tuple[list[MemoryRecord], int]:
+        """One page, newest first, and the number of matching rows; the request's last step."""
         condition = sql.SQL("{} AND {}").format(match.clause(), where)
-        async with self._conn.cursor() as cur:
-            await cur.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self._table, condition)
-            )
-            (total,) = await cur.fetchone()
-        if offset >= total:
-            return [], total
-        rows = await self._rows(
+        counted, rows = await self._run(
+            sql.SQL("SELECT count(*) AS total FROM {} WHERE {}").format(self._table, condition),
             sql.SQL(
-                "SELECT {} FROM {} WHERE {} ORDER BY updated_at DESC, key LIMIT %s OFFSET %s"
-            ).format(_COLUMNS, self._table, condition),
-            (limit, min(offset, MAX_OFFSET)),
+                "SELECT {} FROM {} WHERE {} ORDER BY updated_at DESC, key LIMIT {} OFFSET {}"
+            ).format(
+                _COLUMNS,
+                self._table,
+                condition,
+                sql.Literal(limit),
+                sql.Literal(min(offset, MAX_OFFSET)),
+            ),
+            last=True,
         )
-        return rows, total
+        return [MemoryRecord.from_row(row) for row in rows], counted[0]["total"]
 
     async def create(
         self,
@@ -188,67 +231,84 @@ class MemoryTransaction:
         user_id: str | None,
         team_id: str | None,
         actor: str | None,
+        last: bool = False,
     ) -> MemoryRecord:
-        """Insert a row; ``metadata`` None stores SQL NULL, as LiteLLM does on create."""
-        query = sql.SQL(
-            "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id,"
-            " created_at, created_by, updated_at, updated_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, {now}, %s, {now}, %s) RETURNING {}"
-        ).format(self._table, _COLUMNS, now=_NOW)
-        params = (
-            str(uuid4()),
-            key,
-            value,
-            None if metadata is None else Jsonb(metadata),
-            user_id,
-            team_id,
-            actor,
-            actor,
+        """Insert a row; ``metadata`` None stores SQL NULL, as LiteLLM does on create.
+
+        A taken key inserts nothing instead of raising (:class:`KeyTaken`), so the transaction
+        stays usable: an upsert then falls back to reading the row.
+        """
+        self.wrote = True
+        values = sql.SQL(", ").join(
+            sql.Literal(value)
+            for value in (
+                str(uuid4()),
+                key,
+                value,
+                None if metadata is None else Jsonb(metadata),
+                user_id,
+                team_id,
+                actor,
+                actor,
+            )
         )
-        # A savepoint, so that a taken key leaves the transaction usable for the caller's
-        # next statement (an upsert falls back to reading the row).
-        try:
-            async with self._conn.transaction():
-                (row,) = await self._rows(query, params)
-        except errors.UniqueViolation:
-            raise KeyTaken() from None
-        return row
+        rows = await self._records(
+            sql.SQL(
+                "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id, created_by,"
+                " updated_by, created_at, updated_at) VALUES ({}, {now}, {now})"
+                " ON CONFLICT DO NOTHING RETURNING {}"
+            ).format(self._table, values, _COLUMNS, now=_NOW),
+            last=last,
+        )
+        if not rows:
+            raise KeyTaken()
+        return rows[0]
 
     async def update(
         self, memory_id: str, changes: dict[str, Any], *, where: sql.Composable, actor: str | None
     ) -> MemoryRecord | None:
         """Set ``value`` and/or ``metadata`` (an explicit None stores JSON null, as LiteLLM
-        does); None when the row is gone or not writable."""
-        assignments = [
-            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in sorted(changes)
-        ]
-        params = [
-            Jsonb(changes[name]) if name == "metadata" else changes[name]
+        does) and commit; None when the row is gone or not writable."""
+        self.wrote = True
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(
+                sql.Identifier(name),
+                sql.Literal(Jsonb(changes[name]) if name == "metadata" else changes[name]),
+            )
             for name in sorted(changes)
-        ]
-        query = sql.SQL(
-            "UPDATE {} SET {}, updated_at = {now}, updated_by = %s"
-            " WHERE memory_id = %s AND {} RETURNING {}"
-        ).format(self._table, sql.SQL(", ").join(assignments), where, _COLUMNS, now=_NOW)
-        rows = await self._rows(query, (*params, actor, memory_id))
+        )
+        rows = await self._records(
+            sql.SQL(
+                "UPDATE {} SET {}, updated_at = {now}, updated_by = {} WHERE memory_id = {} AND {}"
+                " RETURNING {}"
+            ).format(
+                self._table, assignments, sql.Literal(actor), sql.Literal(memory_id), where, _COLUMNS,
+                now=_NOW,
+            ),
+            last=True,
+        )
         return rows[0] if rows else None
 
     async def delete(self, memory_id: str, *, where: sql.Composable) -> bool:
-        async with self._conn.cursor() as cur:
-            await cur.execute(
-                sql.SQL("DELETE FROM {} WHERE memory_id = %s AND {}").format(self._table, where),
-                (memory_id,),
-            )
-            return cur.rowcount == 1
+        """Delete and commit; False when the row is gone or not writable."""
+        self.wrote = True
+        (rows,) = await self._run(
+            sql.SQL("DELETE FROM {} WHERE memory_id = {} AND {} RETURNING memory_id").format(
+                self._table, sql.Literal(memory_id), where
+            ),
+            last=True,
+        )
+        return bool(rows)
 
     async def caller_is_team_admin(self) -> bool:
         """Team-admin or org-admin status for the session's team, as the database sees it."""
-        async with self._conn.cursor() as cur:
-            await cur.execute(
-                sql.SQL("SELECT {}.session_is_team_admin()").format(sql.Identifier(PATCH_SCHEMA))
-            )
-            (answer,) = await cur.fetchone()
-        return bool(answer)
+        ((row,),) = await self._run(
+            sql.SQL("SELECT {}.session_is_team_admin() AS answer").format(
+                sql.Identifier(PATCH_SCHEMA)
+            ),
+            last=False,
+        )
+        return bool(row["answer"])
 
 
 class MemoryStore:
@@ -269,10 +329,10 @@ class MemoryStore:
             name="litellm-memory-patch",
             check=AsyncConnectionPool.check_connection,
             kwargs={
+                # Transactions are begun explicitly, in the same message as their first statement.
+                "autocommit": True,
+                "prepare_threshold": None,
                 "connect_timeout": settings.connect_timeout,
-                # Behind PgBouncer in transaction mode a prepared statement may not exist on
-                # the server connection the next transaction gets.
-                "prepare_threshold": None if settings.database.behind_pgbouncer else 5,
                 "application_name": "litellm-memory-patch",
             },
         )
@@ -285,26 +345,50 @@ class MemoryStore:
     async def close(self) -> None:
         await self._pool.close()
 
+    def _start(self, scope: CallerScope) -> sql.Composable:
+        settings = scope.settings()
+        return _START.format(
+            role=sql.Literal(APP_ROLE),
+            team_id=sql.Literal(settings["litellm_memory.team_id"]),
+            user_id=sql.Literal(settings["litellm_memory.user_id"]),
+            user_role=sql.Literal(settings["litellm_memory.user_role"]),
+            statement_timeout=sql.Literal(str(self._settings.statement_timeout_ms)),
+            table=self._table,
+            patch=sql.Identifier(PATCH_SCHEMA),
+        )
+
+    @staticmethod
+    def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool) -> Exception:
+        # A write refused by a policy or the ownership trigger means the handlers let through
+        # what the database would not: a bug, answered 403. Without a write, the refusal can
+        # only be the role switch or the table itself: this login was not migrated.
+        logger.error("the database refused: %s", exc.diag.message_primary)
+        return WriteRefused() if wrote else StoreUnavailable(NOT_MIGRATED)
+
     @asynccontextmanager
     async def transaction(self, scope: CallerScope) -> AsyncIterator[MemoryTransaction]:
         """One request: a transaction as ``litellm_memory_app`` with the caller's settings.
 
         Anything raised inside rolls the whole transaction back: nothing is half-written.
         """
-        params = {**scope.settings(), "statement_timeout": str(self._settings.statement_timeout_ms)}
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
+                tx = MemoryTransaction(conn, self._table, self._start(scope))
                 try:
-                    await conn.execute(_BEGIN, params)
-                except (errors.InsufficientPrivilege, *_NOT_MIGRATED_ERRORS) as exc:
-                    # No role to switch to, or this login may not switch: not migrated here.
-                    logger.error("cannot switch to %s: %s", APP_ROLE, exc.diag.message_primary)
-                    raise StoreUnavailable(NOT_MIGRATED) from None
-                yield MemoryTransaction(conn, self._table)
-        except errors.InsufficientPrivilege as exc:
-            logger.error("the database refused a write: %s", exc.diag.message_primary)
-            raise WriteRefused() from None
-        except _NOT_MIGRATED_ERRORS as exc:
+                    yield tx
+                    if tx.open:
+                        await conn.execute(_COMMIT)
+                except BaseException as exc:
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        # A lost connection cannot roll back; the server already has.
+                        with contextlib.suppress(psycopg.OperationalError):
+                            await conn.rollback()
+                    if isinstance(exc, errors.InsufficientPrivilege):
+                        raise self._refusal(exc, wrote=tx.wrote) from None
+                    raise
+        except (errors.InvalidParameterValue, *_NOT_MIGRATED_ERRORS) as exc:
+            # No role to switch to (set_config('role') of a missing role), or the project's
+            # functions are gone: not migrated here.
             logger.error("memory store not migrated: %s", exc.diag.message_primary)
             raise StoreUnavailable(NOT_MIGRATED) from None
         except errors.QueryCanceled:
@@ -330,8 +414,9 @@ class MemoryStore:
             found = row[0] if row else "none"
             return f"the database is at revision {found}, not {head}: run `litellm-memory-patch migrate`"
         try:
-            async with self.transaction(CallerScope(None, None, None)):
-                pass
+            async with self.transaction(CallerScope(None, None, None)) as tx:
+                # A request that can see nothing: it only proves the role switch works.
+                await tx.find("", where=sql.SQL("FALSE"), last=True)
         except StoreUnavailable as exc:
             return exc.detail
         return None
