@@ -31,6 +31,12 @@ POLICIES = {
     "litellm_memory_delete": "DELETE",
 }
 MIGRATE_HINT = "run: litellm-memory-patch migrate"
+# At the head revision a missing object was removed by hand, and migrate alone would change
+# nothing. Re-applying keeps every row (the table is unprotected between the two commands).
+REAPPLY_HINT = (
+    f"{MIGRATE_HINT}; if the revision is already head, re-apply:"
+    " litellm-memory-patch downgrade base, then migrate (rows are kept)"
+)
 # A canary that waits longer than this for a lock fails instead of hanging the doctor.
 CANARY_LOCK_TIMEOUT = "5s"
 
@@ -55,7 +61,7 @@ def _table_checks(cur: psycopg.Cursor, schema: str, table: str) -> list[Check]:
             f"not {word}" for word, on in (("enabled", enabled), ("forced", forced)) if not on
         )
         rls = Check(
-            "row-level security", FAIL, f"{missing}: the table is not protected; {MIGRATE_HINT}"
+            "row-level security", FAIL, f"{missing}: the table is not protected; {REAPPLY_HINT}"
         )
 
     cur.execute(
@@ -73,7 +79,7 @@ def _table_checks(cur: psycopg.Cursor, schema: str, table: str) -> list[Check]:
     # Permissive policies add up: any other one may widen what a caller sees or writes.
     problems += [f"unexpected policy {name}" for name in sorted(found.keys() - POLICIES.keys())]
     if problems:
-        policies = Check("policies", FAIL, "; ".join(problems) + f"; {MIGRATE_HINT}")
+        policies = Check("policies", FAIL, "; ".join(problems) + f"; {REAPPLY_HINT}")
     else:
         policies = Check("policies", OK, f"the four policies for {APP_ROLE}")
 
@@ -83,7 +89,7 @@ def _table_checks(cur: psycopg.Cursor, schema: str, table: str) -> list[Check]:
     )
     row = cur.fetchone()
     if row is None:
-        trigger = Check("ownership trigger", FAIL, f"{TRIGGER} missing; {MIGRATE_HINT}")
+        trigger = Check("ownership trigger", FAIL, f"{TRIGGER} missing; {REAPPLY_HINT}")
     elif row[0] in ("O", "A"):
         trigger = Check("ownership trigger", OK, f"{TRIGGER} enabled")
     else:
@@ -101,7 +107,7 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
     )
     row = cur.fetchone()
     if row is None:
-        return [Check("restricted role", FAIL, f"role {APP_ROLE} missing; {MIGRATE_HINT}")]
+        return [Check("restricted role", FAIL, f"role {APP_ROLE} missing; {REAPPLY_HINT}")]
     unsafe = [word for word, on in zip(("LOGIN", "SUPERUSER", "BYPASSRLS"), row) if on]
     if unsafe:
         checks = [
