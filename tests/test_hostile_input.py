@@ -119,10 +119,9 @@ def _breaks_litellm_auth(case) -> bool:
 
 @pytest.mark.xfail(
     strict=True,
-    raises=AttributeError,
     reason="LiteLLM's user_api_key_auth copies path parameters into the parsed body with "
-    "dict.setdefault, so a JSON array body on a route with a path parameter raises (a 500 on a "
-    "real server) before the route runs; the same happens on LiteLLM's stock memory routes",
+    "dict.setdefault, so a JSON array body on a route with a path parameter fails there (a 500 "
+    "on a real server) before the route runs; the same happens on LiteLLM's stock memory routes",
 )
 def test_litellm_auth_and_a_json_array_body_on_a_keyed_route(proxy):
     answer = proxy.request("PUT", "/v1/memory/k", key=CALLERS[0], json=[])
