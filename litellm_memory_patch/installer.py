@@ -30,8 +30,9 @@ def _is_memory_route(route, stock_router) -> bool:
     path = getattr(route, "path", "")
     if path == MEMORY_PATH or path.startswith(MEMORY_PATH + "/"):
         return True
-    # FastAPI 0.165 includes a router as one entry that keeps the router object, not its paths.
-    return getattr(route, "original_router", None) is stock_router
+    # FastAPI 0.165 includes a router as one entry that keeps the router object, not its paths:
+    # LiteLLM's, or ours from an earlier install.
+    return getattr(route, "original_router", None) in (stock_router, routes.router)
 
 
 def swap_routes(app: FastAPI) -> int:
