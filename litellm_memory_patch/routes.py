@@ -193,6 +193,7 @@ async def create_memory(
                     user_id=user_id,
                     team_id=team_id,
                     actor=scope.user_id,
+                    last=True,
                 )
         except KeyTaken:
             raise key_taken(body.key) from None
@@ -245,7 +246,7 @@ async def get_memory(
     _check_key(key)
     async with refusals_as_http():
         async with store.transaction(scope) as tx:
-            row = await tx.find(key, where=visibility(scope))
+            row = await tx.find(key, where=visibility(scope), last=True)
     if row is None:
         raise not_found(key)
     return _answer(row)

@@ -176,6 +176,9 @@ class MemoryTransaction:
 
     async def _run(self, *statements: sql.Composable, last: bool) -> list[list[dict]]:
         """Send ``statements`` in one round trip; return each one's rows (each returns rows)."""
+        if self._start is None and not self.open:
+            # After COMMIT the connection is back to the login role: never run a statement there.
+            raise RuntimeError("the request's transaction is already committed")
         parts = [*([self._start] if self._start else []), *statements, *([_COMMIT] if last else [])]
         self._start = None
         self.open = not last
