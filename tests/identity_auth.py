@@ -5,7 +5,9 @@ LiteLLM's virtual keys, which need Prisma. The proxy's real ``user_api_key_auth`
 calls this and builds the ``UserAPIKeyAuth`` the routes receive.
 """
 
-from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy._types import ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+
+NO_KEY = "No API key."
 
 
 def api_key(*, team: str | None = None, user: str | None = None, role: str | None = None) -> str:
@@ -13,7 +15,10 @@ def api_key(*, team: str | None = None, user: str | None = None, role: str | Non
     return ",".join(parts) or "anonymous"
 
 
-async def user_auth(request, api_key: str) -> UserAPIKeyAuth:
+async def user_auth(request, api_key: str | None) -> UserAPIKeyAuth:
+    if not api_key:
+        # LiteLLM's own way to refuse a caller: a 401 in its error format.
+        raise ProxyException(message=NO_KEY, type=ProxyErrorTypes.auth_error, param="api_key", code=401)
     fields = dict(part.split(":", 1) for part in api_key.split(",") if ":" in part)
     return UserAPIKeyAuth(
         api_key=api_key,
