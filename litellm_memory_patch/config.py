@@ -57,10 +57,6 @@ class DatabaseTarget:
 
     conninfo: str
     schema: str = DEFAULT_SCHEMA
-    # Prisma's ``pgbouncer=true``: a transaction-mode pooler sits in front, so server-side
-    # prepared statements must not be used (they live on a server connection the next
-    # transaction may not get).
-    behind_pgbouncer: bool = False
 
 
 def parse_database_url(url: str) -> DatabaseTarget:
@@ -82,7 +78,6 @@ def parse_database_url(url: str) -> DatabaseTarget:
     return DatabaseTarget(
         conninfo=conninfo,
         schema=params.get("schema") or DEFAULT_SCHEMA,
-        behind_pgbouncer=params.get("pgbouncer", "").lower() in ("true", "1"),
     )
 
 
