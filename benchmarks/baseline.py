@@ -45,7 +45,11 @@ router = APIRouter(prefix=PREFIX)
 async def plain(store: MemoryStore) -> AsyncIterator[MemoryTransaction]:
     """The store's statements on a connection of its own (autocommit) pool, with no start."""
     async with store._pool.connection() as conn:
-        yield MemoryTransaction(conn, store._table, None)
+        tx = MemoryTransaction(conn, store._table, None)
+        # Marked open so that it sends the statements as they are, with no BEGIN before them:
+        # each message is then one implicit transaction, as a bare autocommit query would be.
+        tx.open = True
+        yield tx
 
 
 def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
