@@ -401,10 +401,12 @@ async def explain_patched_statements(store) -> list[tuple[str, str, str]]:
             explained += [("get", *plan) for plan in spy.plans]
             spy.plans.clear()
             await tx.page(KeyMatch(), where=where, offset=0, limit=50)
+            tx.open = True  # the spy never ran the COMMIT: the transaction goes on
             explained += [("list", *plan) for plan in spy.plans]
             spy.plans.clear()
             row = await tx.find("team-00007/note-043", where=where)
             await tx.update(row.memory_id, {"value": "explained"}, where=where, actor="user-00007")
+            tx.open = True
             explained += [("put", *plan) for plan in spy.plans]
             spy.plans.clear()
             await tx.create(
