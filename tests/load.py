@@ -365,3 +365,13 @@ def check_table(conninfo: str, workers: list[Worker], seeds: Seeds) -> dict[str,
         assert (row["team_id"], row["user_id"]) == (worker.team, worker.user), row
         assert row["metadata"] == metadata_for(row["value"]), f"half-written row {row}"
     return rows
+
+
+async def under_load(driver: Driver, conduct, *, teams: list[str], users: list[str], per_team: int, stop):
+    """Plant ``per_team`` seeds, then run every worker with ``conduct()`` alongside until ``stop``
+    is set; returns the workers and the seeds for the checks afterwards."""
+    async with driver.running():
+        seeds = await Seeds.plant(driver, teams, per_team=per_team)
+        workers = make_workers(teams, users, keys=5, seeds=seeds)
+        await run_workers(driver, workers, conduct(), stop=stop)
+    return workers, seeds

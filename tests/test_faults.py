@@ -27,7 +27,7 @@ from identity_auth import api_key
 from litellm_memory_patch import embedded, migrator
 from litellm_memory_patch.config import parse_database_url
 from litellm_memory_patch.store import NOT_MIGRATED, TIMED_OUT, UNAVAILABLE
-from load import Driver, Seeds, check_table, make_workers, run_workers, serving
+from load import Driver, check_table, serving, under_load
 
 POOL_TIMEOUT = 2.0
 # Generous: LiteLLM's own work and a busy two-core machine come on top of the pool's wait.
@@ -111,10 +111,9 @@ def test_postgres_stopped_and_started_during_load(
             await driver.wait_for_answers(150, since=phases["up"], within=60)
             stop.set()
 
-        async with driver.running():
-            seeds = await Seeds.plant(driver, TEAMS, per_team=2)
-            workers = make_workers(TEAMS, USERS, keys=5, seeds=seeds)
-            await run_workers(driver, workers, conduct(), stop=stop)
+        workers, seeds = await under_load(
+            driver, conduct, teams=TEAMS, users=USERS, per_team=2, stop=stop
+        )
         return driver, workers, seeds
 
     with serving(proxy_session, fault_db, monkeypatch) as store:
@@ -185,12 +184,12 @@ def test_backends_killed_repeatedly_under_load(proxy):
             await driver.wait_for_answers(100, since=time.monotonic(), within=60)
             stop.set()
 
-        async with driver.running(), await psycopg.AsyncConnection.connect(
+        async with await psycopg.AsyncConnection.connect(
             proxy.database.conninfo, autocommit=True
         ) as killer:
-            seeds = await Seeds.plant(driver, TEAMS, per_team=2)
-            workers = make_workers(TEAMS, USERS, keys=5, seeds=seeds)
-            await run_workers(driver, workers, conduct(killer), stop=stop)
+            workers, seeds = await under_load(
+                driver, lambda: conduct(killer), teams=TEAMS, users=USERS, per_team=2, stop=stop
+            )
         return driver, workers, seeds
 
     driver, workers, seeds = proxy.call(scenario, proxy.app)

@@ -17,7 +17,7 @@ import time
 import psycopg
 
 from litellm_memory_patch import cli, migrator
-from load import Driver, Seeds, check_table, make_workers, run_workers
+from load import Driver, check_table, under_load
 
 TEAMS = ["team-a", "team-b", "team-c"]
 USERS = ["user-1", "user-2", "user-3", "user-4"]
@@ -66,10 +66,9 @@ def test_downgrade_and_migrate_while_requests_flow(proxy):
             await driver.wait_for_answers(100, since=time.monotonic(), within=60)
             stop.set()
 
-        async with driver.running():
-            seeds = await Seeds.plant(driver, TEAMS, per_team=20)
-            workers = make_workers(TEAMS, USERS, keys=5, seeds=seeds)
-            await run_workers(driver, workers, conduct(), stop=stop)
+        workers, seeds = await under_load(
+            driver, conduct, teams=TEAMS, users=USERS, per_team=20, stop=stop
+        )
         return driver, workers, seeds
 
     driver, workers, seeds = proxy.call(scenario, proxy.app)
@@ -100,10 +99,9 @@ def test_a_busy_table_makes_migrate_give_up_and_change_nothing(proxy, capsys):
             await driver.wait_for_answers(50, since=time.monotonic(), within=60)
             stop.set()
 
-        async with driver.running():
-            seeds = await Seeds.plant(driver, TEAMS, per_team=2)
-            workers = make_workers(TEAMS, USERS, keys=5, seeds=seeds)
-            await run_workers(driver, workers, conduct(), stop=stop)
+        workers, seeds = await under_load(
+            driver, conduct, teams=TEAMS, users=USERS, per_team=2, stop=stop
+        )
         return driver, workers, seeds
 
     driver, workers, seeds = proxy.call(scenario, proxy.app)
