@@ -78,13 +78,6 @@ class CallerScope:
             "litellm_memory.user_role": self.role or "",
         }
 
-    def can_see(self, row: Any) -> bool:
-        if self.reads_all:
-            return True
-        if self.team_id is not None:
-            return row.team_id == self.team_id
-        return self.user_id is not None and row.team_id is None and row.user_id == self.user_id
-
     def may_write(self, row: Any, *, is_team_admin: bool) -> bool:
         """Update/delete authority on a visible row; ``is_team_admin`` comes from the database."""
         if self.is_admin:
