@@ -184,7 +184,9 @@ def route_verdict(allowed_routes: list[str] | None) -> str:
 
     Modelled on the check of the tested versions: an empty or missing list restricts nothing;
     an entry matches a path exactly, or as a prefix followed by ``/``, or, ending in ``*``, as a
-    plain prefix; a named route group matches the paths of that group.
+    plain prefix; a named route group matches the paths of that group, and no group of
+    :data:`KNOWN_ROUTE_GROUPS` has a memory path. The route is the request path, so a memory
+    key's own path (``/v1/memory/<key>``) may be allowed while the list is not.
     """
     if not allowed_routes:
         return OPEN
@@ -206,10 +208,8 @@ def route_verdict(allowed_routes: list[str] | None) -> str:
 
     if any(matches(entry, MEMORY_ROUTE) for entry in allowed_routes):
         return OPEN
-    if any(
-        not entry.startswith("/") and entry not in KNOWN_ROUTE_GROUPS and entry.strip("*")
-        for entry in allowed_routes
-    ):
+    # Paths are decided above; a name is a route group, known or not.
+    if any(not entry.startswith("/") and entry not in KNOWN_ROUTE_GROUPS for entry in allowed_routes):
         return UNKNOWN
     return PARTIAL if any(some_key(entry) for entry in allowed_routes) else BARRED
 

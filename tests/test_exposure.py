@@ -366,6 +366,20 @@ def test_select_only_login_changes_nothing(litellm_db, reader):
     assert checksums(litellm_db.conninfo) == before
 
 
+def test_a_table_the_login_may_not_read_is_named(litellm_db, reader):
+    with psycopg.connect(litellm_db.conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL('REVOKE SELECT ON "LiteLLM_DeletedVerificationToken" FROM {}').format(
+                sql.Identifier(reader)
+            )
+        )
+    result = run_cli("--database-url", as_login(litellm_db.conninfo, reader), "exposure")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"{PROG}: error: " + exposure.NO_SELECT.format(
+        tables='"LiteLLM_DeletedVerificationToken"'
+    )
+
+
 class RecordingCursor(psycopg.Cursor):
     """Notes, after each statement, whether the transaction it ran in is read-only."""
 
