@@ -50,7 +50,8 @@ INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, members_with_roles, create
 SELECT 'team-' || t, 'Team ' || t, '[]'::jsonb, now(), now() FROM generate_series(0, 999) t;
 
 -- 5 keys per user: in the home team, the fifth in a second team for one user in ten.
-INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, user_id, team_id, created_at, last_active)
+INSERT INTO "LiteLLM_VerificationToken"
+    (token, key_alias, user_id, team_id, created_at, last_active)
 SELECT md5('key-' || u || '-' || k), 'key-' || u || '-' || k, 'user-' || u,
        'team-' || CASE WHEN u % 10 = 0 AND k = 4 THEN (u * 7 + 1) % 1000 ELSE u % 1000 END,
        now() - interval '400 days' + (k || ' days')::interval, now() - (u % 30 || ' days')::interval
@@ -199,7 +200,9 @@ def main() -> None:
                     )
                 )
                 conn.execute(
-                    sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Identifier(AUDITOR))
+                    sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(APP_ROLE), sql.Identifier(AUDITOR)
+                    )
                 )
             auditor = url_as(url, user=AUDITOR)
             after, migrated = time_report(auditor)
@@ -215,7 +218,8 @@ def main() -> None:
         ],
         migrated,
         plans,
-        f"PostgreSQL {server_version}, {os.cpu_count()} cores, load average {load:.1f} at the start",
+        f"PostgreSQL {server_version}, {os.cpu_count()} cores,"
+        f" load average {load:.1f} at the start",
     )
     print(block)
     if args.write:

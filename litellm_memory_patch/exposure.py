@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -209,7 +209,8 @@ def route_verdict(allowed_routes: list[str] | None) -> str:
     if any(matches(entry, MEMORY_ROUTE) for entry in allowed_routes):
         return OPEN
     # Paths are decided above; a name is a route group, known or not.
-    if any(not entry.startswith("/") and entry not in KNOWN_ROUTE_GROUPS for entry in allowed_routes):
+    names = [entry for entry in allowed_routes if not entry.startswith("/")]
+    if any(name not in KNOWN_ROUTE_GROUPS for name in names):
         return UNKNOWN
     return PARTIAL if any(some_key(entry) for entry in allowed_routes) else BARRED
 
@@ -247,39 +248,55 @@ class Report:
         return json.dumps(asdict(self), indent=2)
 
 
+class Table(NamedTuple):
+    """What the catalog says about one of LiteLLM's tables."""
+
+    readable: bool  # the login role has SELECT on it
+    columns: list[str]
+    hidden: bool | None  # row-level security applies to the login role (memory table only)
+
+
 def _kind(row_team: str | None, key_team: str | None) -> str:
     if row_team is None:
         return PERSONAL_ROW
     return PERSONAL_KEY if key_team is None else CROSS_TEAM
 
 
-def _catalog(cur: psycopg.Cursor, schema: str) -> dict[str, tuple[bool, list[str], bool]]:
+def _has_key_columns(table: Table | None) -> bool:
+    return table is not None and set(REQUIRED_KEY_COLUMNS) <= set(table.columns)
+
+
+def _catalog(cur: psycopg.Cursor, schema: str) -> dict[str, Table]:
     tables = [MEMORY_TABLE, LIVE_KEYS, DELETED_KEYS]
     cur.execute(CATALOG_SQL, {"memory": MEMORY_TABLE, "schema": schema, "tables": tables})
-    found = {name: (readable, columns, hidden) for name, readable, columns, hidden in cur}
-    if LIVE_KEYS not in found or not set(REQUIRED_KEY_COLUMNS) <= set(found[LIVE_KEYS][1]):
+    found = {name: Table(*rest) for name, *rest in cur}
+    if not _has_key_columns(found.get(LIVE_KEYS)):
         raise ConfigError(NO_KEY_TABLE.format(schema=schema))
     if MEMORY_TABLE not in found:
         raise ConfigError(NO_MEMORY_TABLE.format(schema=schema))
-    unreadable = [f'"{name}"' for name, (readable, _, _) in found.items() if not readable]
+    unreadable = [f'"{name}"' for name, table in found.items() if not table.readable]
     if unreadable:
         raise ConfigError(NO_SELECT.format(tables=", ".join(sorted(unreadable))))
     return found
 
 
-def _keys_union(schema: str, found: dict[str, tuple[bool, list[str], bool]]) -> sql.Composed:
+def _key_tables(found: dict[str, Table]) -> list[str]:
+    return [name for name in (LIVE_KEYS, DELETED_KEYS) if _has_key_columns(found.get(name))]
+
+
+def _keys_union(schema: str, found: dict[str, Table]) -> sql.Composed:
     """Live and deleted keys as the same columns; empty user and team ids count as none."""
     parts = []
-    for table in (LIVE_KEYS, DELETED_KEYS):
-        if table not in found or not set(REQUIRED_KEY_COLUMNS) <= set(found[table][1]):
-            continue
-        columns = set(found[table][1])
+    for table in _key_tables(found):
+        columns = set(found[table].columns)
         selected = []
         for name, kind in KEY_COLUMNS.items():
             value = sql.Identifier(name) if name in columns else sql.SQL("NULL")
             if name in ("user_id", "team_id"):
                 value = sql.SQL("nullif({}, '')").format(value)
-            selected.append(sql.SQL("{}::{} AS {}").format(value, sql.SQL(kind), sql.Identifier(name)))
+            selected.append(
+                sql.SQL("{}::{} AS {}").format(value, sql.SQL(kind), sql.Identifier(name))
+            )
         parts.append(
             sql.SQL("SELECT {} FROM {}.{}").format(
                 sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table)
@@ -339,7 +356,7 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
         cur.execute(sql.SQL(KEY_GROUPS_SQL).format(keys=keys, now=sql.SQL(NOW_UTC)))
         users, teams, ends = cur.fetchone()
 
-        read_as = _read_memory_as(cur, bool(found[MEMORY_TABLE][2]))
+        read_as = _read_memory_as(cur, bool(found[MEMORY_TABLE].hidden))
         groups = {"users": users, "teams": teams, "ends": ends, "rows": rows}
         cur.execute(sql.SQL(REACH_SQL).format(memory=memory), groups)
         reach = cur.fetchall()
@@ -379,9 +396,9 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
     )
     return Report(
         schema=schema,
-        key_tables=[table for table in (LIVE_KEYS, DELETED_KEYS) if table in found],
+        key_tables=_key_tables(found),
         last_active_recorded=any(
-            "last_active" in found[table][1] for table in (LIVE_KEYS, DELETED_KEYS) if table in found
+            "last_active" in found[table].columns for table in _key_tables(found)
         ),
         memory_read_as=read_as,
         memory_rows=memory_rows,
@@ -409,6 +426,12 @@ def _table(header: tuple[str, ...], body: list[tuple[str, ...]]) -> list[str]:
     return lines
 
 
+def _key_text(key: dict[str, Any]) -> str:
+    # The raw allowed_routes only where the verdict needs it to be read.
+    shown = f" {key['allowed_routes']}" if key["routes"] in (PARTIAL, UNKNOWN) else ""
+    return f"{key['key']} ({key['state']}, {key['routes']}{shown})"
+
+
 def format_text(report: Report) -> str:
     """The report as a table plus one line per pair naming its users and keys."""
     found = ", ".join(report.key_tables)
@@ -417,7 +440,8 @@ def format_text(report: Report) -> str:
         f"Key tables found: {found}"
         + ("" if report.last_active_recorded else " (no last_active column)"),
         f"Memory rows: {report.memory_rows} (read as: {report.memory_read_as})",
-        f"  whose user holds or held a key of another team, or of no team: {report.rows_shared_user}",
+        "  whose user holds or held a key of another team, or of no team:"
+        f" {report.rows_shared_user}",
         f"  of those, reachable while such a key existed: {report.rows_exposed}",
         "",
     ]
@@ -441,19 +465,9 @@ def format_text(report: Report) -> str:
         lines += _table(header, body)
         lines += ["", "Through:"]
         for pair in report.pairs:
-            keys = ", ".join(
-                f"{key['key']} ({key['state']}, {key['routes']}"
-                + (
-                    f" {key['allowed_routes']}"
-                    if key["routes"] in (PARTIAL, UNKNOWN)
-                    else ""
-                )
-                + ")"
-                for key in pair.keys
-            )
             lines.append(
                 f"  {pair.row_team or '(none)'} <- {pair.key_team or '(none)'}:"
-                f" users {', '.join(pair.users)}; keys {keys}"
+                f" users {', '.join(pair.users)}; keys {', '.join(map(_key_text, pair.keys))}"
             )
             if pair.memory_keys is not None:
                 lines.append(f"    memory keys: {', '.join(pair.memory_keys)}")
