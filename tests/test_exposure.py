@@ -26,13 +26,13 @@ import subprocess
 import sys
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from litellm_memory_patch import exposure
+from litellm_memory_patch import embedded, exposure
 from litellm_memory_patch.config import APP_ROLE
 
 PROG = "litellm-memory-patch"
@@ -199,6 +199,12 @@ def exposure_json(url: str, *args: str) -> dict:
     result = run_cli("--database-url", url, "exposure", "--json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit(parts._replace(query=query))
 
 
 def as_login(url: str, user: str) -> str:
@@ -455,6 +461,17 @@ def test_not_a_litellm_database(server_url):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     expected = exposure.NO_KEY_TABLE.format(schema="public")
     assert result.stderr.strip() == f"{PROG}: error: {expected}"
+
+
+def test_litellm_schema_named_by_the_url(server_url):
+    from conftest import create_database
+
+    url = create_database(server_url)
+    embedded.apply_litellm_schema(url, schema="litellm")
+    seed(with_query(url, options="-csearch_path=litellm"))
+    report = exposure_json(with_query(url, schema="litellm"))
+    assert report["schema"] == "litellm"
+    assert [summary(pair) for pair in report["pairs"]] == EXPECTED
 
 
 def test_nothing_reachable(litellm_db):
