@@ -9,8 +9,8 @@ report runs; ``--write`` also puts them in docs/BENCHMARKS.md between the exposu
 
 The data: 20,000 users with 50 memory rows each, 1,000 teams; every user's rows and keys are in
 their home team, except that one user in ten also holds keys in a second team and one row in
-twenty has no team. 100,000 keys: 5 per user, one in ten of them deleted, plus 5,000 service
-keys without a user. Nothing here is a test: the 10 s target is printed as PASS/MISS.
+twenty has no team. 100,000 keys: 5 per user, one in ten of them deleted, every key of one
+user in seven limited to ``llm_api_routes``, plus 5,000 service keys without a user. Nothing here is a test: the 10 s target is printed as PASS/MISS.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ AUDITOR = "exposure_auditor"
 # The report's statements in the order it runs them.
 STATEMENTS = (
     "the catalog (which tables and columns exist)",
+    "the distinct allowed_routes values (as the login role)",
     "keys grouped by user and team (as the login role)",
     "the rows each group reaches (as litellm_memory_app)",
     "the totals (as litellm_memory_app)",
@@ -51,9 +52,10 @@ SELECT 'team-' || t, 'Team ' || t, '[]'::jsonb, now(), now() FROM generate_serie
 
 -- 5 keys per user: in the home team, the fifth in a second team for one user in ten.
 INSERT INTO "LiteLLM_VerificationToken"
-    (token, key_alias, user_id, team_id, created_at, last_active)
+    (token, key_alias, user_id, team_id, allowed_routes, created_at, last_active)
 SELECT md5('key-' || u || '-' || k), 'key-' || u || '-' || k, 'user-' || u,
        'team-' || CASE WHEN u % 10 = 0 AND k = 4 THEN (u * 7 + 1) % 1000 ELSE u % 1000 END,
+       CASE WHEN u % 7 = 0 THEN ARRAY['llm_api_routes'] ELSE ARRAY[]::text[] END,
        now() - interval '400 days' + (k || ' days')::interval, now() - (u % 30 || ' days')::interval
 FROM generate_series(0, 19999) u, generate_series(0, 4) k;
 
@@ -132,6 +134,7 @@ def markdown(
         "",
         "`python benchmarks/exposure.py`: 20,000 users, 1,000 teams, 50 rows per user, one user",
         "in ten with keys in two teams, one row in twenty without a team, one key in ten deleted,",
+        "the keys of one user in seven limited to `llm_api_routes`,",
         f"plus 5,000 service keys. Whole command (connect, catalog, every statement), {RUNS} runs,",
         f"{machine}:",
         "",
@@ -147,7 +150,8 @@ def markdown(
         "",
         f"The report found {report.memory_rows:,} rows, {report.rows_shared_user:,} of them"
         f" whose user holds or held a key elsewhere, {report.rows_exposed:,} reachable while such"
-        f" a key existed, in {len(report.pairs):,} (row team, key team) pairs.",
+        f" a key existed ({report.rows_exposed_not_barred:,} by a key whose allowed_routes did not"
+        f" bar /v1/memory), in {len(report.pairs):,} (row team, key team) pairs.",
         "",
         "Plans of the report's statements (after the migration, read through row-level security):",
         "",

@@ -8,13 +8,14 @@ LiteLLM's key tables (``LiteLLM_VerificationToken`` and, where it exists,
 ``LiteLLM_DeletedVerificationToken``) say which keys exist or existed; this module reads them and
 the memory table, and reports per pair (row's team, reaching key's team) how many rows, through
 which users and keys, whether a key's lifetime overlapped the row's, and whether the key's
-``allowed_routes`` barred ``/v1/memory``.
+``allowed_routes`` barred ``/v1/memory`` (judged in Python per distinct value, then applied by
+the SQL).
 
 Everything runs in one ``READ ONLY`` transaction, needs only SELECT, and works before or after
 the migration: when row-level security hides the memory rows from the login role, the memory
 statement alone runs as ``litellm_memory_app`` with the read-only admin setting, set
-transaction-locally. The joins are set-based; Python only formats the per-pair results. Values
-and metadata are never read; memory keys only with ``rows=True``.
+transaction-locally. The joins are set-based; Python only groups and formats the per-pair
+results. Values and metadata are never read; memory keys only with ``rows=True``.
 """
 
 from __future__ import annotations
@@ -118,45 +119,56 @@ READER_SQL = (
 )
 LOGIN_SQL = "SELECT set_config('role', 'none', true)"
 
-# One row per (user, key team): the latest moment any of those keys could be used.
+# The distinct allowed_routes values, to be judged by route_verdict.
+ROUTES_SQL = "WITH keys AS ({keys}) SELECT DISTINCT allowed_routes FROM keys"
+
+# One row per (user, key team): the latest moment any of those keys could be used, and any of
+# those whose allowed_routes do not bar /v1/memory (%(barred)s: a JSON list of the values that do).
 KEY_GROUPS_SQL = """
-WITH keys AS ({keys})
+WITH keys AS ({keys}),
+judged AS (
+    SELECT user_id, team_id, coalesce(deleted_at, {now}) AS key_end,
+           coalesce(to_jsonb(allowed_routes)
+                    IN (SELECT jsonb_array_elements(%(barred)s::jsonb)), false) AS barred
+    FROM keys WHERE user_id IS NOT NULL
+)
 SELECT coalesce(array_agg(user_id), '{{}}'), coalesce(array_agg(team_id), '{{}}'),
-       coalesce(array_agg(key_end), '{{}}')
-FROM (SELECT user_id, team_id, max(coalesce(deleted_at, {now})) AS key_end
-      FROM keys WHERE user_id IS NOT NULL GROUP BY user_id, team_id) AS groups
+       coalesce(array_agg(key_end), '{{}}'), coalesce(array_agg(open_end), '{{}}')
+FROM (SELECT user_id, team_id, max(key_end) AS key_end,
+             max(key_end) FILTER (WHERE NOT barred) AS open_end
+      FROM judged GROUP BY user_id, team_id) AS groups
 """
+GROUPS_CTE = """
+WITH groups AS (
+    SELECT * FROM unnest(%(users)s::text[], %(teams)s::text[], %(ends)s::timestamp[],
+                         %(open_ends)s::timestamp[]) AS g(user_id, team_id, key_end, open_end)
+)"""
 
 # Every memory row whose user holds a key of another team (or of no team), by
 # (row team, key team, user). A row of team A is counted once per key team that reaches it.
-REACH_SQL = """
-WITH groups AS (
-    SELECT * FROM unnest(%(users)s::text[], %(teams)s::text[], %(ends)s::timestamp[])
-        AS g(user_id, team_id, key_end)
-),
+REACH_SQL = GROUPS_CTE + """,
 memory_rows AS (
     SELECT m.user_id, nullif(m.team_id, '') AS team_id, m.created_at, m.key
     FROM {memory} m
 )
 SELECT r.team_id, g.team_id, r.user_id, count(*),
        count(*) FILTER (WHERE r.created_at <= g.key_end),
+       count(*) FILTER (WHERE r.created_at <= g.open_end),
        CASE WHEN %(rows)s THEN array_agg(r.key ORDER BY r.key) END
 FROM memory_rows r
 JOIN groups g ON g.user_id = r.user_id AND g.team_id IS DISTINCT FROM r.team_id
 GROUP BY r.team_id, g.team_id, r.user_id
 """
-TOTALS_SQL = """
-WITH groups AS (
-    SELECT * FROM unnest(%(users)s::text[], %(teams)s::text[], %(ends)s::timestamp[])
-        AS g(user_id, team_id, key_end)
-),
+TOTALS_SQL = GROUPS_CTE + """,
 reached AS (
-    SELECT m.memory_id, min(m.created_at) AS created_at, max(g.key_end) AS key_end
+    SELECT m.memory_id, min(m.created_at) AS created_at, max(g.key_end) AS key_end,
+           max(g.open_end) AS open_end
     FROM {memory} m
     JOIN groups g ON g.user_id = m.user_id AND g.team_id IS DISTINCT FROM nullif(m.team_id, '')
     GROUP BY m.memory_id
 )
-SELECT (SELECT count(*) FROM {memory}), count(*), count(*) FILTER (WHERE created_at <= key_end)
+SELECT (SELECT count(*) FROM {memory}), count(*), count(*) FILTER (WHERE created_at <= key_end),
+       count(*) FILTER (WHERE created_at <= open_end)
 FROM reached
 """
 
@@ -224,6 +236,7 @@ class Pair:
     key_team: str | None
     rows: int = 0
     rows_in_key_lifetime: int = 0
+    rows_not_barred: int = 0
     users: list[str] = field(default_factory=list)
     keys_live: int = 0
     keys_deleted: int = 0
@@ -242,6 +255,7 @@ class Report:
     memory_rows: int
     rows_shared_user: int
     rows_exposed: int
+    rows_exposed_not_barred: int
     pairs: list[Pair]
 
     def as_json(self) -> str:
@@ -353,25 +367,33 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
         found = _catalog(cur, schema)
         keys = _keys_union(schema, found)
         memory = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(MEMORY_TABLE))
-        cur.execute(sql.SQL(KEY_GROUPS_SQL).format(keys=keys, now=sql.SQL(NOW_UTC)))
-        users, teams, ends = cur.fetchone()
+        cur.execute(sql.SQL(ROUTES_SQL).format(keys=keys))
+        barred = [value for (value,) in cur.fetchall() if route_verdict(value) == BARRED]
+        cur.execute(
+            sql.SQL(KEY_GROUPS_SQL).format(keys=keys, now=sql.SQL(NOW_UTC)),
+            {"barred": json.dumps(barred)},
+        )
+        users, teams, ends, open_ends = cur.fetchone()
 
         read_as = _read_memory_as(cur, bool(found[MEMORY_TABLE].hidden))
-        groups = {"users": users, "teams": teams, "ends": ends, "rows": rows}
+        groups = {
+            "users": users, "teams": teams, "ends": ends, "open_ends": open_ends, "rows": rows
+        }
         cur.execute(sql.SQL(REACH_SQL).format(memory=memory), groups)
         reach = cur.fetchall()
         cur.execute(sql.SQL(TOTALS_SQL).format(memory=memory), groups)
-        memory_rows, shared, exposed = cur.fetchone()
+        memory_rows, shared, exposed, not_barred = cur.fetchone()
         if read_as != "login role":
             cur.execute(LOGIN_SQL)
 
         pairs: dict[tuple, Pair] = {}
-        for row_team, key_team, user, count, overlapping, memory_keys in reach:
+        for row_team, key_team, user, count, overlapping, open_rows, memory_keys in reach:
             pair = pairs.setdefault(
                 (row_team, key_team), Pair(_kind(row_team, key_team), row_team, key_team)
             )
             pair.rows += count
             pair.rows_in_key_lifetime += overlapping
+            pair.rows_not_barred += open_rows
             pair.users.append(user)
             if rows:
                 pair.memory_keys = (pair.memory_keys or []) + memory_keys
@@ -404,6 +426,7 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
         memory_rows=memory_rows,
         rows_shared_user=shared,
         rows_exposed=exposed,
+        rows_exposed_not_barred=not_barred,
         pairs=ordered,
     )
 
@@ -443,6 +466,8 @@ def format_text(report: Report) -> str:
         "  whose user holds or held a key of another team, or of no team:"
         f" {report.rows_shared_user}",
         f"  of those, reachable while such a key existed: {report.rows_exposed}",
+        "  of those, by a key whose allowed_routes did not bar /v1/memory:"
+        f" {report.rows_exposed_not_barred}",
         "",
     ]
     if not report.pairs:
@@ -450,13 +475,14 @@ def format_text(report: Report) -> str:
         lines.append("a team, through a shared user.")
     else:
         header = (
-            "row team", "key team", "kind", "rows", "in key lifetime", "users",
+            "row team", "key team", "kind", "rows", "in key lifetime", "not barred", "users",
             "keys live", "keys deleted", "last active", "allowed_routes",
         )
         body = [
             (
                 pair.row_team or "(none)", pair.key_team or "(none)", pair.kind,
-                str(pair.rows), str(pair.rows_in_key_lifetime), str(len(pair.users)),
+                str(pair.rows), str(pair.rows_in_key_lifetime), str(pair.rows_not_barred),
+                str(len(pair.users)),
                 str(pair.keys_live), str(pair.keys_deleted), pair.last_active or "-",
                 _routes_text(pair.routes),
             )

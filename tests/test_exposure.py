@@ -71,7 +71,7 @@ def add_key(conn, alias: str | None, *, user, team, created=0, deleted=None, rou
         "key_alias": alias,
         "user_id": user,
         "team_id": team,
-        "allowed_routes": list(routes),
+        "allowed_routes": None if routes is None else list(routes),
         "created_at": day(created),
         "last_active": None if last_active is None else day(last_active),
     }
@@ -108,7 +108,8 @@ def seed(url: str) -> None:
 
         add_key(conn, "alice-a", user="alice", team="team-a", last_active=50)
         add_key(conn, "alice-b", user="alice", team="team-b", last_active=60)
-        add_key(conn, "alice-own", user="alice", team=None)
+        # A key with no team, and allowed_routes never set (NULL): no restriction.
+        add_key(conn, "alice-own", user="alice", team=None, routes=None)
         add_row(conn, "a:alice-1", user="alice", team="team-a")
         add_row(conn, "a:alice-2", user="alice", team="team-a", created=20)
         add_row(conn, "b:alice", user="alice", team="team-b")
@@ -152,17 +153,20 @@ def routes(open=0, partial=0, unknown=0, barred=0) -> dict:
     return {"open": open, "partial": partial, "unknown": unknown, "barred": barred}
 
 
-# (kind, row team, key team, rows, in key lifetime, users, live, deleted, last active, routes)
+# (kind, row team, key team, rows, in key lifetime, of those not barred, users, keys live,
+#  keys deleted, last active, routes)
 EXPECTED = [
-    ("cross-team", "team-a", "team-b", 4, 4, ["alice", "erin", "gina"], 3, 0, iso(70),
+    # erin's row is reached only by her barred key; gina's "unknown" key is not barred.
+    ("cross-team", "team-a", "team-b", 4, 4, 3, ["alice", "erin", "gina"], 3, 0, iso(70),
      routes(open=1, unknown=1, barred=1)),
-    ("cross-team", "team-a", "team-c", 3, 2, ["bob", "carol", "frank"], 1, 2, iso(25),
+    # carol's key was deleted before her row was written; frank's "partial" key is not barred.
+    ("cross-team", "team-a", "team-c", 3, 2, 2, ["bob", "carol", "frank"], 1, 2, iso(25),
      routes(open=2, partial=1)),
-    ("personal row", None, "team-a", 2, 2, ["alice"], 1, 0, iso(50), routes(open=1)),
-    ("personal row", None, "team-b", 2, 2, ["alice"], 1, 0, iso(60), routes(open=1)),
-    ("personal key", "team-a", None, 2, 2, ["alice"], 1, 0, None, routes(open=1)),
-    ("personal key", "team-b", None, 1, 1, ["alice"], 1, 0, None, routes(open=1)),
-    ("cross-team", "team-b", "team-a", 1, 1, ["alice"], 1, 0, iso(50), routes(open=1)),
+    ("personal row", None, "team-a", 2, 2, 2, ["alice"], 1, 0, iso(50), routes(open=1)),
+    ("personal row", None, "team-b", 2, 2, 2, ["alice"], 1, 0, iso(60), routes(open=1)),
+    ("personal key", "team-a", None, 2, 2, 2, ["alice"], 1, 0, None, routes(open=1)),
+    ("personal key", "team-b", None, 1, 1, 1, ["alice"], 1, 0, None, routes(open=1)),
+    ("cross-team", "team-b", "team-a", 1, 1, 1, ["alice"], 1, 0, iso(50), routes(open=1)),
 ]
 MEMORY_KEYS = {
     ("team-a", "team-b"): ["a:alice-1", "a:alice-2", "a:erin", "a:gina"],
@@ -178,8 +182,8 @@ MEMORY_KEYS = {
 def summary(pair) -> tuple:
     return (
         pair["kind"], pair["row_team"], pair["key_team"], pair["rows"],
-        pair["rows_in_key_lifetime"], pair["users"], pair["keys_live"], pair["keys_deleted"],
-        pair["last_active"], pair["routes"],
+        pair["rows_in_key_lifetime"], pair["rows_not_barred"], pair["users"], pair["keys_live"],
+        pair["keys_deleted"], pair["last_active"], pair["routes"],
     )
 
 
@@ -258,6 +262,7 @@ def test_every_case_counts_exactly(litellm_db):
     assert report["memory_rows"] == 12
     assert report["rows_shared_user"] == 10
     assert report["rows_exposed"] == 9
+    assert report["rows_exposed_not_barred"] == 8
     everyone = {user for pair in report["pairs"] for user in pair["users"]}
     assert "dave" not in everyone
     keys = {key["key"] for pair in report["pairs"] for key in pair["keys"]}
@@ -269,7 +274,7 @@ def test_json_field_by_field(litellm_db):
     report = exposure_json(litellm_db.conninfo)
     assert list(report) == [
         "schema", "key_tables", "last_active_recorded", "memory_read_as", "memory_rows",
-        "rows_shared_user", "rows_exposed", "pairs",
+        "rows_shared_user", "rows_exposed", "rows_exposed_not_barred", "pairs",
     ]
     assert report["schema"] == "public"
     assert report["key_tables"] == ["LiteLLM_VerificationToken", "LiteLLM_DeletedVerificationToken"]
@@ -282,6 +287,7 @@ def test_json_field_by_field(litellm_db):
         "key_team": "team-c",
         "rows": 3,
         "rows_in_key_lifetime": 2,
+        "rows_not_barred": 2,
         "users": ["bob", "carol", "frank"],
         "keys_live": 1,
         "keys_deleted": 2,
@@ -332,7 +338,7 @@ def test_text_report(litellm_db):
     table = lines[lines.index("") + 1:]
     assert table[0].split()[:3] == ["row", "team", "key"]
     first = table[2].split()
-    assert first[:7] == ["team-a", "team-b", "cross-team", "4", "4", "3", "3"]
+    assert first[:8] == ["team-a", "team-b", "cross-team", "4", "4", "3", "3", "3"]
     assert table[2].endswith("1 open, 1 unknown, 1 barred")
     through = "  team-a <- team-c: users bob, carol, frank; keys frank-c (live, partial"
     assert through in result.stdout
@@ -426,7 +432,7 @@ def test_schema_without_deleted_keys_or_last_active(litellm_db):
     by_pair = {(p["row_team"], p["key_team"]): p for p in report["pairs"]}
     # Only frank's live key is left to reach team-a from team-c.
     assert summary(by_pair[("team-a", "team-c")]) == (
-        "cross-team", "team-a", "team-c", 1, 1, ["frank"], 1, 0, None, routes(partial=1)
+        "cross-team", "team-a", "team-c", 1, 1, 1, ["frank"], 1, 0, None, routes(partial=1)
     )
     text = run_cli("--database-url", litellm_db.conninfo, "exposure").stdout
     assert "Key tables found: LiteLLM_VerificationToken (no last_active column)" in text
