@@ -10,7 +10,8 @@ report runs; ``--write`` also puts them in docs/BENCHMARKS.md between the exposu
 The data: 20,000 users with 50 memory rows each, 1,000 teams; every user's rows and keys are in
 their home team, except that one user in ten also holds keys in a second team and one row in
 twenty has no team. 100,000 keys: 5 per user, one in ten of them deleted, every key of one
-user in seven limited to ``llm_api_routes``, plus 5,000 service keys without a user. Nothing here is a test: the 10 s target is printed as PASS/MISS.
+user in seven limited to ``llm_api_routes``, plus 5,000 service keys without a user. Nothing
+here is a test: the 10 s target is printed as PASS/MISS.
 """
 
 from __future__ import annotations
