@@ -33,6 +33,7 @@ MEMORY_TABLE = "LiteLLM_MemoryTable"
 LIVE_KEYS = "LiteLLM_VerificationToken"
 DELETED_KEYS = "LiteLLM_DeletedVerificationToken"
 MEMORY_ROUTE = "/v1/memory"
+LOGIN_ROLE = "login role"  # memory rows read without switching roles
 # The role setting that reads every row under the policies (SECURITY.md): the read-only admin.
 READER_ROLE = "proxy_admin_viewer"
 
@@ -322,7 +323,7 @@ def _keys_union(schema: str, found: dict[str, Table]) -> sql.Composed:
 def _read_memory_as(cur: psycopg.Cursor, hidden: bool) -> str:
     """Make the memory statements see every row; returns whom they run as."""
     if not hidden:
-        return "login role"
+        return LOGIN_ROLE
     cur.execute(CAN_SWITCH_SQL, {"role": APP_ROLE})
     login, can_switch = cur.fetchone()
     if not can_switch:
@@ -383,20 +384,24 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
         reach = cur.fetchall()
         cur.execute(sql.SQL(TOTALS_SQL).format(memory=memory), groups)
         memory_rows, shared, exposed, not_barred = cur.fetchone()
-        if read_as != "login role":
+        if read_as != LOGIN_ROLE:
             cur.execute(LOGIN_SQL)
 
         pairs: dict[tuple, Pair] = {}
         for row_team, key_team, user, count, overlapping, open_rows, memory_keys in reach:
             pair = pairs.setdefault(
-                (row_team, key_team), Pair(_kind(row_team, key_team), row_team, key_team)
+                (row_team, key_team),
+                Pair(
+                    _kind(row_team, key_team), row_team, key_team,
+                    memory_keys=[] if rows else None,
+                ),
             )
             pair.rows += count
             pair.rows_in_key_lifetime += overlapping
             pair.rows_not_barred += open_rows
             pair.users.append(user)
             if rows:
-                pair.memory_keys = (pair.memory_keys or []) + memory_keys
+                pair.memory_keys.extend(memory_keys)
         cur.execute(
             sql.SQL(KEYS_SQL).format(keys=keys),
             {
