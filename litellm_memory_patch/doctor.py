@@ -17,6 +17,7 @@ from psycopg import sql
 
 from . import migrator
 from .config import APP_ROLE, DatabaseTarget
+from .unknowns import columns_check
 
 OK = "ok"
 WARN = "warn"
@@ -265,6 +266,7 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
                 return checks + _role_checks(cur, None)
             checks += _table_checks(cur, target.schema, table)
             checks += _role_checks(cur, table)
+            checks.append(columns_check(cur, table))
         checks.append(_canary(conn, target.schema))
     return checks
 

@@ -14,7 +14,7 @@ import logging
 
 from fastapi import FastAPI
 
-from . import __version__, routes
+from . import __version__, routes, unknowns
 from .config import ConfigError, load_settings
 from .store import MemoryStore
 
@@ -112,4 +112,5 @@ async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
             __version__,
             removed,
         )
+    await unknowns.warn_about_unknowns(app, None if problem else settings)
     return store

@@ -24,6 +24,7 @@ CHECK_NAMES = [
     "restricted role",
     "role switch",
     "login role",
+    "known schema",
     "canary",
 ]
 
