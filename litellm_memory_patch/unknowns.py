@@ -124,7 +124,10 @@ def describe(route_names: list[str], column_names: list[str]) -> str | None:
         meaning.append(COLUMNS_MEANING)
     if not found:
         return None
-    return f"litellm-memory-patch {__version__} found {' and '.join(found)}. {' '.join(meaning)} {WHAT_TO_DO}"
+    return (
+        f"litellm-memory-patch {__version__} found {' and '.join(found)}."
+        f" {' '.join(meaning)} {WHAT_TO_DO}"
+    )
 
 
 async def warn_about_unknowns(app: FastAPI, settings: Settings | None) -> None:

@@ -58,15 +58,13 @@ def python_for(litellm_version: str) -> Path:
     fingerprint = _fingerprint(constraints)
     if python.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return python
-    print(f"Setting up an environment for LiteLLM {litellm_version} (a few minutes the first time)…", flush=True)
+    print(f"Setting up an environment for LiteLLM {litellm_version} (1 to 2 min)…", flush=True)
     shutil.rmtree(home, ignore_errors=True)
     venv.EnvBuilder(with_pip=True).create(home)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run(
-        [*pip, "-c", str(constraints), *_litellm_requirements(litellm_version), "-e", f"{ROOT}[test]"],
-        check=True,
-    )
+    litellm = _litellm_requirements(litellm_version)
+    subprocess.run([*pip, "-c", str(constraints), *litellm, "-e", f"{ROOT}[test]"], check=True)
     stamp.write_text(fingerprint)
     return python
 
