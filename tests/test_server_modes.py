@@ -349,9 +349,4 @@ def test_sigterm_closes_every_pool_within_litellms_shutdown_time(server):
             for line in text
             if "unexpected EOF" in line and any(f"[{pid}]" in line for pid in pools)
         ]
-    if dropped:
-        pytest.xfail(
-            f"{len(dropped)} of {len(pools)} pooled connections dropped at exit, not closed:"
-            " the task that closes the pool never ran (uvicorn re-raises SIGTERM once its"
-            " shutdown is done, before asyncio would cancel it)"
-        )
+    assert not dropped, f"connections dropped at exit, not closed: {dropped}"
