@@ -444,7 +444,7 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
                 ]
             checks = [Check("memory table", OK, table), _revision_check(conn), _rls_check(cur, table)]
             checks += _policy_checks(conn, table)
-            checks += [_function_check(cur, function) for function in enforcement.functions(target.schema)]
+            checks += [_function_check(cur, function) for function in enforcement.functions(target.schema, revision=migrator.head_revision())]
             checks.append(_trigger_check(cur, table))
             checks += _role_checks(cur, table)
             checks.append(_grant_check(cur, table))

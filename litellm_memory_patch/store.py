@@ -393,10 +393,12 @@ class MemoryStore:
     @staticmethod
     def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool) -> Exception:
         # A write refused by a policy or the ownership trigger means the handlers let through
-        # what the database would not: a bug, answered 403. Without a write, the refusal can
-        # only be the role switch or the table itself: this login was not migrated.
+        # what the database would not: a bug, answered 403. A refusal met by the request's start
+        # (its role switch, its lock; the start and a write may share a message) or met without
+        # any write means this login was not migrated.
         logger.error("the database refused: %s", exc.diag.message_primary)
-        return WriteRefused() if wrote else StoreUnavailable(NOT_MIGRATED)
+        in_start = "begin_request" in (exc.diag.context or "")
+        return WriteRefused() if wrote and not in_start else StoreUnavailable(NOT_MIGRATED)
 
     @staticmethod
     def _translate(exc: psycopg.Error) -> Exception:

@@ -98,8 +98,9 @@ CALLER_READS_ALL = (
 RETIRED_FUNCTIONS = ("session_reads_all",)
 
 
-def functions(schema: str) -> tuple[Function, ...]:
-    """Every function of the enforcement, for LiteLLM's tables in ``schema``."""
+def functions(schema: str, *, revision: str) -> tuple[Function, ...]:
+    """Every function of the enforcement, for LiteLLM's tables in ``schema``, as the migrations
+    write them at ``revision``."""
     names = _names(schema)
     return (
         Function("session_team_id", "", "text", "sql", "s", False, (), f" SELECT {CALLER_TEAM} "),
@@ -181,12 +182,12 @@ END
             "begin_request",
             "revision text, team_id text, user_id text, user_role text, statement_timeout text",
             "void", "plpgsql", "v", False, (),
-            _guard_body(names),
+            _guard_body(names, revision),
         ),
     )
 
 
-def _guard_body(names: dict) -> str:
+def _guard_body(names: dict, revision: str) -> str:
     table = names["table_regclass"]
     tracked = ", ".join(quote_literal(f"{PATCH_SCHEMA}.{name}()") for name in TRACKED_FUNCTIONS)
     tracked_array = f"ARRAY[{tracked}]::regprocedure[]"
@@ -211,11 +212,12 @@ BEGIN
     -- request, or this request for it, and the checks below read what it committed.
     LOCK TABLE {names['table']} IN ACCESS SHARE MODE;
     -- The fast path, one query: every object is the catalog row the transaction that wrote
-    -- this very function wrote (migrate writes them all in that one), row-level security is
-    -- enabled, forced and binds this role, and the revision is the one expected.
+    -- this very function wrote (migrate writes them all in that one, with the revision it
+    -- migrated to in this function), row-level security is enabled, forced and binds this
+    -- role, and the calling proxy expects that revision.
     SELECT c.relrowsecurity AND c.relforcerowsecurity
            AND row_security_active(c.oid)
-           AND revision = (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
+           AND revision = {quote_literal(revision)}
            AND ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table}
                      UNION ALL
                      SELECT t.xmin FROM pg_trigger t
@@ -241,8 +243,8 @@ BEGIN
                          WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
                            AND t.xmin = {written_by} AND t.tgenabled IN ('O', 'A'))
             THEN 'the ownership trigger is missing, disabled or not the one migrate created'
-        WHEN revision IS DISTINCT FROM (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
-            THEN 'the database is not at the revision this proxy expects'
+        WHEN revision IS DISTINCT FROM {quote_literal(revision)}
+            THEN 'the database is migrated for another version of the patch than this proxy'
         -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
         WHEN NOT row_security_active(c.oid)
             THEN 'the restricted role is not bound by row-level security'
@@ -357,8 +359,9 @@ END
     return f"DO {tag}{body}{tag};"
 
 
-def upgrade_sql(schema: str) -> str:
-    """(Re)create every object in one go; run inside the migration's transaction.
+def upgrade_sql(schema: str, *, revision: str) -> str:
+    """(Re)create every object in one go, as ``revision`` defines them; run inside the
+    migration's transaction.
 
     The guard is written last but in the same transaction as the rest, which is what it checks.
     """
@@ -369,10 +372,8 @@ def upgrade_sql(schema: str) -> str:
         f"REVOKE ALL ON {table} FROM {APP_ROLE};",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};",
         _REVOKE_MEMBERSHIPS,
-        # The guard runs its checks as the restricted role; the revision is one of them.
-        f"GRANT SELECT ON {PATCH_SCHEMA}.alembic_version TO {APP_ROLE};",
     ]
-    parts += [_create_function_sql(function) for function in functions(schema)]
+    parts += [_create_function_sql(function) for function in functions(schema, revision=revision)]
     parts.append(_drop_every_policy(names))
     parts += [f"DROP FUNCTION IF EXISTS {PATCH_SCHEMA}.{name}();" for name in RETIRED_FUNCTIONS]
     parts += [create_policy_sql(policy, table) for policy in policies()]

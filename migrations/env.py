@@ -65,7 +65,11 @@ def run_migrations_online() -> None:
             _prelude()
             context.run_migrations()
             if attributes.get("reapply") and _at_head():
-                context.execute(enforcement.upgrade_sql(attributes["litellm_schema"]))
+                context.execute(
+                    enforcement.upgrade_sql(
+                        attributes["litellm_schema"], revision=context.script.get_current_head()
+                    )
+                )
 
 
 def _at_head() -> bool:

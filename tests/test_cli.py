@@ -23,7 +23,7 @@ CHECK_NAMES = [
     "revision",
     "row-level security",
     *(f"policy {policy.name}" for policy in enforcement.policies()),
-    *(f"function {function.name}()" for function in enforcement.functions("public")),
+    *(f"function {function.name}()" for function in enforcement.functions("public", revision=migrator.head_revision())),
     f"trigger {enforcement.TRIGGER_NAME}",
     "restricted role",
     "restricted role memberships",

@@ -41,10 +41,6 @@ CHANGES = {
         " LANGUAGE sql STABLE AS 'SELECT true'",
         "function",
     ),
-    "revision moved by hand": (
-        f"UPDATE {PATCH_SCHEMA}.alembic_version SET version_num = '0002_row_level_security'",
-        "revision",
-    ),
     "role bypasses row-level security": (
         "ALTER ROLE litellm_memory_app BYPASSRLS", "not bound by row-level security",
     ),
@@ -86,6 +82,18 @@ def test_the_next_request_answers_503_and_the_first_after_repair_200(proxy, name
         migrator.upgrade(proxy.database)
     answer = proxy.request("GET", "/v1/memory/k", key=CALLER)
     assert answer.status_code == 200 and answer.json()["value"] == "v"
+
+
+def test_a_proxy_of_another_version_answers_503(proxy, monkeypatch):
+    """The guard was written for the revision migrate reached; a proxy expecting another one
+    (an older or newer package than the database's migration) is refused."""
+    store = proxy.app.state.litellm_memory_store
+    monkeypatch.setattr(store, "_revision", "0002_row_level_security")
+    answer = proxy.request("GET", "/v1/memory/k", key=CALLER)
+    assert answer.status_code == 503
+    assert "another version of the patch" in answer.json()["detail"]
+    monkeypatch.undo()
+    assert proxy.request("GET", "/v1/memory/k", key=CALLER).status_code == 404
 
 
 def test_a_statement_never_goes_out_without_the_start(proxy):

@@ -28,7 +28,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(enforcement.upgrade_sql(context.config.attributes["litellm_schema"]))
+    op.execute(enforcement.upgrade_sql(context.config.attributes["litellm_schema"], revision=revision))
 
 
 def downgrade() -> None:
@@ -36,7 +36,6 @@ def downgrade() -> None:
     # 0001's and 0002's did. Only the function this revision retired comes back, for 0002.
     op.execute(
         f"DROP FUNCTION IF EXISTS {PATCH_SCHEMA}.begin_request(text, text, text, text, text);\n"
-        f"REVOKE ALL ON {PATCH_SCHEMA}.alembic_version FROM {APP_ROLE};\n"
         f"CREATE FUNCTION {PATCH_SCHEMA}.session_reads_all() RETURNS boolean\n"
         f"    LANGUAGE sql STABLE PARALLEL SAFE\n"
         f"    AS $$ SELECT {enforcement.CALLER_READS_ALL} $$;\n"
