@@ -33,6 +33,8 @@ PRISMA_ONLY_PARAMETERS = frozenset(
 )
 
 DEFAULT_SCHEMA = "public"
+# PostgreSQL's NAMEDATALEN - 1: a longer identifier would be silently truncated.
+MAX_IDENTIFIER_BYTES = 63
 
 # The project's own schema: functions and Alembic's version table live here, out of sight of
 # LiteLLM's Prisma drift repair, which only looks at LiteLLM's schema.
@@ -77,7 +79,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
         raise ConfigError(f"the database URL cannot be read: {exc}") from None
     return DatabaseTarget(
         conninfo=conninfo,
-        schema=params.get("schema") or DEFAULT_SCHEMA,
+        schema=check_schema_name(params.get("schema") or DEFAULT_SCHEMA),
     )
 
 
@@ -138,6 +140,38 @@ def load_settings(database_url: str | None = None) -> Settings:
     )
 
 
+def check_schema_name(name: str) -> str:
+    """``name`` if PostgreSQL accepts it as a (quoted) identifier, else a :class:`ConfigError`.
+
+    Any character but NUL is allowed once quoted, so quoting, not refusing, is what keeps a
+    name from being read as SQL; only what no identifier can hold is refused.
+    """
+    if not name:
+        raise ConfigError("the schema name is empty; give LiteLLM's schema, e.g. public")
+    if "\x00" in name:
+        raise ConfigError("the schema name contains a NUL character, which no identifier can hold")
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ConfigError(
+            f"the schema name is longer than {MAX_IDENTIFIER_BYTES} bytes,"
+            " PostgreSQL's limit for an identifier"
+        )
+    return name
+
+
 def quote_ident(name: str) -> str:
     """Quote an SQL identifier (a schema name from a URL) the way PostgreSQL's quote_ident does."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def dollar_tag(*texts: str) -> str:
+    """A dollar-quote tag that occurs in none of ``texts`` (names pasted into a quoted body)."""
+    tag, n = "$body$", 0
+    while any(tag in text for text in texts):
+        n += 1
+        tag = f"$body{n}$"
+    return tag
+
+
+def quote_literal(text: str) -> str:
+    """Quote a string constant (standard_conforming_strings on, as every migration sets)."""
+    return "'" + text.replace("'", "''") + "'"

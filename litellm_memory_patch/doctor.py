@@ -1,10 +1,13 @@
-"""A read-only checklist of the database side of the patch, for ``litellm-memory-patch doctor``.
+"""A read-only check of the database side of the patch, for ``litellm-memory-patch doctor``.
 
-Each check looks at one thing the enforcement rests on (the table, the migration revision,
-row-level security, the policies, the ownership trigger, the restricted role and the login
-role's right to switch to it) and answers ok, warn or fail with a one-line detail. The last
-check, the canary, tries the isolation for real inside a transaction that is always rolled
-back, so nothing it writes survives, whatever happens.
+Every object the enforcement rests on is compared, by content, with what this version's
+migrations create (``migrations/enforcement.py``): each policy's USING and WITH CHECK
+expressions, each function's body, language, volatility, SECURITY DEFINER, settings and owner,
+the trigger, the restricted role's attributes and memberships, and the grants on the table.
+Then the per-request guard is called as a request would call it, and a canary tries every
+command across teams for real. All of it runs in transactions that are always rolled back, so
+nothing doctor writes survives, whatever happens. Each check answers ok, warn or fail with a
+one-line detail that names the object, what differs and how to repair it.
 """
 
 from __future__ import annotations
@@ -13,32 +16,25 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from . import migrator
-from .config import APP_ROLE, DatabaseTarget
+from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget
+from .migrations import enforcement
 
 OK = "ok"
 WARN = "warn"
 FAIL = "fail"
 
-TABLE = "LiteLLM_MemoryTable"
-TRIGGER = "litellm_memory_enforce_ownership"
-POLICIES = {
-    "litellm_memory_select": "SELECT",
-    "litellm_memory_insert": "INSERT",
-    "litellm_memory_update": "UPDATE",
-    "litellm_memory_delete": "DELETE",
-}
-MIGRATE_HINT = "run: litellm-memory-patch migrate"
-# At the head revision a missing object was removed by hand, and migrate alone would change
-# nothing. Re-applying keeps every row (the table is unprotected between the two commands).
-REAPPLY_HINT = (
-    f"{MIGRATE_HINT}; if the revision is already head, re-apply:"
-    " litellm-memory-patch downgrade base, then migrate (rows are kept)"
-)
-# A canary that waits longer than this for a lock fails instead of hanging the doctor.
-CANARY_LOCK_TIMEOUT = "5s"
+MIGRATE_HINT = "repair: litellm-memory-patch migrate"
+ROLE_ATTRIBUTES = ("LOGIN", "SUPERUSER", "BYPASSRLS", "CREATEDB", "CREATEROLE", "INHERIT", "REPLICATION")
+TABLE_PRIVILEGES = ["DELETE", "INSERT", "SELECT", "UPDATE"]
+# pg_trigger.tgtype of BEFORE INSERT OR UPDATE ... FOR EACH ROW.
+TRIGGER_TYPE = 1 | 2 | 4 | 16
+# The canary gives up instead of hanging the doctor behind a lock or a widened policy.
+CANARY_TIMEOUT = "10s"
+# A scratch copy of the table's columns that the expected policies are created on.
+EXPECTED_TABLE = "pg_temp.litellm_memory_doctor_expected"
 
 
 @dataclass(frozen=True)
@@ -48,95 +44,200 @@ class Check:
     detail: str
 
 
-def _table_checks(cur: psycopg.Cursor, schema: str, table: str) -> list[Check]:
+def _short(text: str | None, limit: int = 120) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _rls_check(cur: psycopg.Cursor, table: str) -> Check:
     cur.execute(
         "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
         (table,),
     )
     enabled, forced = cur.fetchone()
     if enabled and forced:
-        rls = Check("row-level security", OK, "enabled and forced")
-    else:
-        missing = ", ".join(
-            f"not {word}" for word, on in (("enabled", enabled), ("forced", forced)) if not on
-        )
-        rls = Check(
-            "row-level security", FAIL, f"{missing}: the table is not protected; {REAPPLY_HINT}"
-        )
+        return Check("row-level security", OK, "enabled and forced")
+    missing = ", ".join(f"not {word}" for word, on in (("enabled", enabled), ("forced", forced)) if not on)
+    return Check("row-level security", FAIL, f"{missing}: the table is not protected; {MIGRATE_HINT}")
 
-    cur.execute(
-        "SELECT policyname, cmd, roles::text[], permissive FROM pg_policies"
-        " WHERE schemaname = %s AND tablename = %s",
-        (schema, TABLE),
-    )
-    found = {name: (cmd, roles, permissive) for name, cmd, roles, permissive in cur.fetchall()}
-    problems = []
-    for name, command in POLICIES.items():
-        if name not in found:
-            problems.append(f"{name} missing")
-        elif found[name] != (command, [APP_ROLE], "PERMISSIVE"):
-            problems.append(f"{name} is not a permissive {command} policy for {APP_ROLE}")
+
+_POLICY_QUERY = """
+    SELECT polname, polcmd, polpermissive, polroles::regrole[]::text[],
+           pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)
+    FROM pg_policy WHERE polrelid = %s::regclass"""
+
+
+def _policy_checks(conn: psycopg.Connection, table: str) -> list[Check]:
+    """Each policy against the same policy created on a scratch copy of the table's columns,
+    so both expressions are printed back by PostgreSQL the same way."""
+    try:
+        with conn.transaction(force_rollback=True), conn.cursor() as cur:
+            cur.execute(f"CREATE TEMP TABLE {EXPECTED_TABLE} (LIKE {table})")
+            for policy in enforcement.policies():
+                cur.execute(enforcement.create_policy_sql(policy, EXPECTED_TABLE))
+            expected = {row[0]: row[1:] for row in cur.execute(_POLICY_QUERY, (EXPECTED_TABLE,))}
+            found = {row[0]: row[1:] for row in cur.execute(_POLICY_QUERY, (table,))}
+    except psycopg.Error as exc:
+        # Without the role, or without the right to create a temporary table.
+        reason = _short(exc.diag.message_primary or exc)
+        return [Check("policies", FAIL, f"cannot compare them with this version's ({reason}); {MIGRATE_HINT}")]
+    checks = []
+    for name, want in expected.items():
+        have = found.get(name)
+        if have is None:
+            checks.append(Check(f"policy {name}", FAIL, f"missing; {MIGRATE_HINT}"))
+            continue
+        labels = ("command", "permissive", "roles", "USING", "WITH CHECK")
+        differs = [
+            f"{label} is {_short(got) if got is not None else 'absent'}"
+            for label, got, wanted in zip(labels, have, want)
+            if got != wanted
+        ]
+        if differs:
+            detail = "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}"
+            checks.append(Check(f"policy {name}", FAIL, detail))
+        else:
+            checks.append(Check(f"policy {name}", OK, "as this version creates it"))
     # Permissive policies add up: any other one may widen what a caller sees or writes.
-    problems += [f"unexpected policy {name}" for name in sorted(found.keys() - POLICIES.keys())]
-    if problems:
-        policies = Check("policies", FAIL, "; ".join(problems) + f"; {REAPPLY_HINT}")
-    else:
-        policies = Check("policies", OK, f"the four policies for {APP_ROLE}")
-
-    cur.execute(
-        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
-        (table, TRIGGER),
-    )
-    row = cur.fetchone()
-    if row is None:
-        trigger = Check("ownership trigger", FAIL, f"{TRIGGER} missing; {REAPPLY_HINT}")
-    elif row[0] in ("O", "A"):
-        trigger = Check("ownership trigger", OK, f"{TRIGGER} enabled")
-    else:
-        trigger = Check(
-            "ownership trigger",
-            FAIL,
-            f"{TRIGGER} is disabled: ALTER TABLE {table} ENABLE TRIGGER {TRIGGER}",
+    for name in sorted(found.keys() - expected.keys()):
+        checks.append(
+            Check(f"policy {name}", FAIL, f"not one of this version's: it may widen access;"
+                  f" {MIGRATE_HINT}, which drops it")
         )
-    return [rls, policies, trigger]
+    return checks
+
+
+_FUNCTION_QUERY = """
+    SELECT pg_get_function_identity_arguments(f.oid), pg_get_function_result(f.oid),
+           l.lanname, f.provolatile, f.prosecdef, coalesce(f.proconfig, '{}'), f.prosrc,
+           pg_get_userbyid(f.proowner), pg_get_userbyid(n.nspowner),
+           has_function_privilege('public', f.oid, 'EXECUTE')
+    FROM pg_proc f
+    JOIN pg_language l ON l.oid = f.prolang
+    JOIN pg_namespace n ON n.oid = f.pronamespace
+    WHERE n.nspname = %s AND f.proname = %s"""
+
+
+def _function_check(cur: psycopg.Cursor, function: enforcement.Function) -> Check:
+    name = f"function {function.name}()"
+    rows = cur.execute(_FUNCTION_QUERY, (PATCH_SCHEMA, function.name)).fetchall()
+    row = next((row for row in rows if row[0] == function.arguments), None)
+    if row is None:
+        return Check(name, FAIL, f"missing; {MIGRATE_HINT}")
+    _, returns, language, volatility, definer, config, body, owner, schema_owner, public = row
+    wanted = {
+        "result": (returns, function.returns),
+        "language": (language, function.language),
+        "volatility": (volatility, function.volatility),
+        "SECURITY DEFINER": (definer, function.security_definer),
+        "settings": (list(config), list(function.config)),
+        "body": (body, function.body),
+        # The migration creates the schema and its functions as one role; a function that
+        # changed hands (a SECURITY DEFINER one above all) runs with another role's rights.
+        "owner": (owner, schema_owner),
+    }
+    if function.execute_revoked_from_public:
+        wanted["EXECUTE for PUBLIC"] = (public, False)
+    differs = [
+        f"{label} differs" if label == "body" else f"{label} is {_short(got)}"
+        for label, (got, expected) in wanted.items()
+        if got != expected
+    ]
+    if len(rows) > 1:
+        differs.append(f"{len(rows) - 1} other function(s) of the same name")
+    if differs:
+        return Check(name, FAIL, "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}")
+    return Check(name, OK, "as this version creates it")
+
+
+def _trigger_check(cur: psycopg.Cursor, table: str) -> Check:
+    name = enforcement.TRIGGER_NAME
+    row = cur.execute(
+        "SELECT tgenabled, tgfoid::regprocedure::text, tgtype, tgqual IS NULL, tgattr::text"
+        " FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
+        (table, name),
+    ).fetchone()
+    check = f"trigger {name}"
+    if row is None:
+        return Check(check, FAIL, f"missing; {MIGRATE_HINT}")
+    enabled, function, kind, unconditional, columns = row
+    differs = []
+    if enabled not in ("O", "A"):
+        differs.append("disabled")
+    if function != f"{PATCH_SCHEMA}.enforce_ownership()":
+        differs.append(f"runs {function}")
+    if kind != TRIGGER_TYPE or not unconditional or columns.strip():
+        differs.append("does not fire BEFORE every INSERT OR UPDATE, FOR EACH ROW")
+    if differs:
+        return Check(check, FAIL, "; ".join(differs) + f"; {MIGRATE_HINT}")
+    return Check(check, OK, f"enabled, BEFORE INSERT OR UPDATE, runs {function}")
 
 
 def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
-    cur.execute(
-        "SELECT rolcanlogin, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", (APP_ROLE,)
-    )
-    row = cur.fetchone()
+    row = cur.execute(
+        "SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolinherit,"
+        " rolreplication FROM pg_roles WHERE rolname = %s",
+        (APP_ROLE,),
+    ).fetchone()
     if row is None:
-        return [Check("restricted role", FAIL, f"role {APP_ROLE} missing; {REAPPLY_HINT}")]
-    unsafe = [word for word, on in zip(("LOGIN", "SUPERUSER", "BYPASSRLS"), row) if on]
-    if unsafe:
+        return [Check("restricted role", FAIL, f"role {APP_ROLE} missing; {MIGRATE_HINT}")]
+    granted = [word for word, on in zip(ROLE_ATTRIBUTES, row) if on]
+    if granted:
+        undo = " ".join(f"NO{word}" for word in granted)
         checks = [
             Check(
-                "restricted role",
-                FAIL,
-                f"{APP_ROLE} has {', '.join(unsafe)}: row-level security may not bind it;"
-                f" a superuser must run ALTER ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS",
+                "restricted role", FAIL,
+                f"{APP_ROLE} has {', '.join(granted)}: row-level security may not bind it;"
+                f" repair (as a superuser): ALTER ROLE {APP_ROLE} {undo}",
             )
         ]
     else:
-        checks = [Check("restricted role", OK, f"{APP_ROLE} is NOLOGIN NOSUPERUSER NOBYPASSRLS")]
+        checks = [Check("restricted role", OK, f"{APP_ROLE} is NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT")]
+
+    # Whatever the role is a member of, or owns, it may use: the login role's ownership of
+    # the table, a superuser's rights.
+    member_of = [
+        name for (name,) in cur.execute(
+            "SELECT roleid::regrole::text FROM pg_auth_members"
+            " WHERE member = to_regrole(%s) ORDER BY 1",
+            (APP_ROLE,),
+        )
+    ]
+    owns = [
+        thing for thing, owner in cur.execute(
+            "SELECT 'the memory table', pg_get_userbyid(relowner) FROM pg_class"
+            " WHERE oid = %s::regclass"
+            " UNION ALL SELECT 'schema ' || nspname, pg_get_userbyid(nspowner) FROM pg_namespace"
+            " WHERE nspname = %s",
+            (table or "pg_class", PATCH_SCHEMA),
+        )
+        if owner == APP_ROLE
+    ]
+    problems = [
+        f"is a member of {name} ({MIGRATE_HINT}, which revokes it)" for name in member_of
+    ]
+    problems += [
+        f"owns {thing} (repair: ALTER ... OWNER TO the role LiteLLM logs in as)" for thing in owns
+    ]
+    if problems:
+        checks.append(Check("restricted role memberships", FAIL, f"{APP_ROLE} " + "; ".join(problems)))
+    else:
+        checks.append(Check("restricted role memberships", OK, f"{APP_ROLE} is a member of no role and owns nothing"))
 
     # PostgreSQL 16 split "may SET ROLE" from membership; before it, membership implied it.
-    cur.execute(
+    login, member, can_set, superuser, bypassrls = cur.execute(
         "SELECT current_user, pg_has_role(current_user, %(role)s, 'MEMBER'),"
         " CASE WHEN current_setting('server_version_num')::int >= 160000"
         " THEN pg_has_role(current_user, %(role)s, 'SET') ELSE true END,"
         " rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
         {"role": APP_ROLE},
-    )
-    login, member, can_set, superuser, bypassrls = cur.fetchone()
+    ).fetchone()
     if member and can_set:
         checks.append(Check("role switch", OK, f"{login} can switch to {APP_ROLE}"))
     else:
         checks.append(
             Check(
-                "role switch",
-                FAIL,
+                "role switch", FAIL,
                 f"{login} cannot SET ROLE {APP_ROLE}; migrate as this login role,"
                 f" or run: GRANT {APP_ROLE} TO {login}",
             )
@@ -144,17 +245,14 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
 
     owner = False
     if table is not None:
-        cur.execute(
-            "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (table,)
-        )
+        cur.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (table,))
         owner = cur.fetchone()[0] == login
     flags = (("a superuser", superuser), ("the table owner", owner), ("BYPASSRLS", bypassrls))
     powers = [word for word, on in flags if on]
     if powers:
         checks.append(
             Check(
-                "login role",
-                WARN,
+                "login role", WARN,
                 f"{login} is {' and '.join(powers)}, so it may skip or switch off row-level security;"
                 f" enforcement still holds because every request switches to {APP_ROLE}",
             )
@@ -164,69 +262,153 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
     return checks
 
 
-def _set_scope(cur: psycopg.Cursor, *, team_id: str, user_id: str) -> None:
-    cur.execute(
-        "SELECT set_config('litellm_memory.team_id', %s, true),"
-        " set_config('litellm_memory.user_id', %s, true),"
-        " set_config('litellm_memory.user_role', '', true)",
-        (team_id, user_id),
-    )
+def _grant_check(cur: psycopg.Cursor, table: str) -> Check:
+    granted: dict[str, list[str]] = {}
+    for grantee, privilege, grantable in cur.execute(
+        "SELECT coalesce(r.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable"
+        " FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a"
+        " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+        " WHERE c.oid = %s::regclass AND (a.grantee = 0 OR r.rolname = %s)"
+        " ORDER BY 1, 2",
+        (table, APP_ROLE),
+    ):
+        granted.setdefault(grantee, []).append(privilege + (" WITH GRANT OPTION" if grantable else ""))
+    problems = []
+    if granted.get(APP_ROLE, []) != TABLE_PRIVILEGES:
+        problems.append(f"{APP_ROLE} has {', '.join(granted.get(APP_ROLE, [])) or 'nothing'}")
+    if granted.get("PUBLIC"):
+        problems.append(
+            f"PUBLIC (every role) has {', '.join(granted['PUBLIC'])}"
+            f" (repair: REVOKE ALL ON {table} FROM PUBLIC)"
+        )
+    if problems:
+        return Check(
+            "table grants", FAIL,
+            "; ".join(problems) + f"; expected {APP_ROLE}: {', '.join(TABLE_PRIVILEGES)} only;"
+            f" {MIGRATE_HINT}",
+        )
+    return Check("table grants", OK, f"{APP_ROLE}: {', '.join(TABLE_PRIVILEGES)}; PUBLIC: nothing")
 
 
-def _canary_failures(cur: psycopg.Cursor, table: sql.Composable) -> list[str]:
-    """Write one row as a random team, then probe it from outside that team."""
-    token = uuid.uuid4().hex
-    memory_id, user, owner_team, other_team = (
-        f"doctor-{part}-{token}" for part in ("row", "user", "team-a", "team-b")
-    )
-    cur.execute(
-        "SELECT set_config('lock_timeout', %s, true), set_config('role', %s, true)",
-        (CANARY_LOCK_TIMEOUT, APP_ROLE),
-    )
-    _set_scope(cur, team_id=owner_team, user_id=user)
-    cur.execute(
-        sql.SQL(
-            "INSERT INTO {} (memory_id, key, value) VALUES (%s, %s, 'canary') RETURNING team_id"
-        ).format(table),
-        (memory_id, f"litellm-memory-patch-doctor-{token}"),
-    )
-    failures = []
-    if cur.fetchone()[0] != owner_team:
-        failures.append("an insert was not stamped with the session's team")
+def _guard_check(conn: psycopg.Connection) -> Check:
+    """The per-request guard, called as a request calls it (then rolled back)."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute(
+                sql.SQL("SELECT {}.begin_request(%s, '', '', '', '5000')").format(
+                    sql.Identifier(PATCH_SCHEMA)
+                ),
+                (migrator.head_revision(),),
+            )
+    except psycopg.Error as exc:
+        reason = _short(exc.diag.message_primary or exc)
+        return Check("request guard", FAIL, f"requests answer 503: {reason}; {MIGRATE_HINT}")
+    return Check("request guard", OK, "requests pass the per-request check")
 
-    # Same user, another team: the LiteLLM #27722 case.
-    _set_scope(cur, team_id=other_team, user_id=user)
-    by_id = sql.SQL("WHERE memory_id = %s")
-    cur.execute(sql.SQL("SELECT count(*) FROM {} ").format(table) + by_id, (memory_id,))
-    if cur.fetchone()[0]:
-        failures.append("another team sees the row")
-    cur.execute(sql.SQL("UPDATE {} SET value = 'changed' ").format(table) + by_id, (memory_id,))
-    if cur.rowcount:
-        failures.append("another team can update the row")
-    cur.execute(sql.SQL("DELETE FROM {} ").format(table) + by_id, (memory_id,))
-    if cur.rowcount:
-        failures.append("another team can delete the row")
 
-    _set_scope(cur, team_id="", user_id="")
-    cur.execute(sql.SQL("SELECT count(*) FROM {} ").format(table) + by_id, (memory_id,))
-    if cur.fetchone()[0]:
-        failures.append("a session without settings sees the row")
-    return failures
+class _Canary:
+    """One random team's rows, probed from another team, by a plain member and with no scope."""
+
+    def __init__(self, cur: psycopg.Cursor, table: sql.Composable) -> None:
+        self.cur = cur
+        self.table = table
+        token = uuid.uuid4().hex
+        self.token = token
+        self.user, self.member, self.team, self.other_team = (
+            f"doctor-{part}-{token}" for part in ("user", "member", "team-a", "team-b")
+        )
+
+    def scope(self, *, team: str = "", user: str = "", role: str = "") -> None:
+        self.cur.execute(
+            "SELECT set_config('litellm_memory.team_id', %s, true),"
+            " set_config('litellm_memory.user_id', %s, true),"
+            " set_config('litellm_memory.user_role', %s, true)",
+            (team, user, role),
+        )
+
+    def insert(self, key: str, *, team: str | None = None, user: str | None = None) -> str | None:
+        self.cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (memory_id, key, value, team_id, user_id)"
+                " VALUES (%s, %s, 'canary', %s, %s) RETURNING team_id"
+            ).format(self.table),
+            (f"{key}-{self.token}", f"litellm-memory-patch-doctor-{key}-{self.token}", team, user),
+        )
+        return self.cur.fetchone()[0]
+
+    def count(self, statement: str) -> int:
+        """Rows an unfiltered statement reaches: it names no column, so only the policy of its
+        own command decides (a WHERE would bring the SELECT policy in too)."""
+        self.cur.execute(sql.SQL(statement).format(self.table))
+        return self.cur.fetchone()[0] if statement.startswith("SELECT") else self.cur.rowcount
+
+    def refused(self, action) -> bool:
+        try:
+            with self.cur.connection.transaction():  # a savepoint: the canary goes on after it
+                action()
+        except errors.InsufficientPrivilege:
+            return True
+        return False
+
+    def failures(self) -> list[str]:
+        failures = []
+        self.scope(team=self.team, user=self.user)
+        try:
+            with self.cur.connection.transaction():
+                stamped = self.insert("own")
+        except errors.InsufficientPrivilege:
+            stamped = None
+        if stamped != self.team:
+            failures.append("an insert without owners was not stamped with the session's team")
+        self.scope(role="proxy_admin")
+        self.insert("team-row", team=self.team)
+
+        # Same user, another team: the LiteLLM #27722 case.
+        self.scope(team=self.other_team, user=self.user)
+        if self.count("SELECT count(*) FROM {}"):
+            failures.append("another team sees rows")
+        if self.count("UPDATE {} SET value = 'changed by doctor'"):
+            failures.append("another team can update rows")
+        if self.count("DELETE FROM {}"):
+            failures.append("another team can delete rows")
+        if not self.refused(lambda: self.insert("foreign", team=self.team, user=self.user)):
+            failures.append("another team can insert a row into this team")
+
+        # A plain member (not the team's admin) and the pure team row.
+        self.scope(team=self.team, user=self.member)
+        if self.count("DELETE FROM {}"):
+            failures.append("a plain member can delete a pure team row or another member's row")
+        self.scope(team=self.team, user=self.user)
+        if not self.refused(lambda: self.count("UPDATE {} SET team_id = 'doctor-elsewhere'")):
+            failures.append("a member can move its row to another team")
+
+        self.scope()
+        if self.count("SELECT count(*) FROM {}"):
+            failures.append("a session without settings sees rows")
+        if not self.refused(lambda: self.insert("no-scope")):
+            failures.append("a session without settings can insert")
+        return failures
 
 
 def _canary(conn: psycopg.Connection, schema: str) -> Check:
-    table = sql.Identifier(schema, TABLE)
+    table = sql.Identifier(schema, enforcement.TABLE_NAME)
     try:
-        # force_rollback: the canary row never commits, on success or on any error.
+        # force_rollback: the canary's rows never commit, on success or on any error.
         with conn.transaction(force_rollback=True), conn.cursor() as cur:
-            failures = _canary_failures(cur, table)
+            cur.execute(
+                "SELECT set_config('lock_timeout', %(timeout)s, true),"
+                " set_config('statement_timeout', %(timeout)s, true),"
+                " set_config('role', %(role)s, true)",
+                {"timeout": CANARY_TIMEOUT, "role": APP_ROLE},
+            )
+            failures = _Canary(cur, table).failures()
     except psycopg.Error as exc:
-        message = exc.diag.message_primary or str(exc)
-        return Check("canary", FAIL, f"the test write failed: {' '.join(message.split())}")
+        return Check("canary", FAIL, f"the test writes failed: {_short(exc.diag.message_primary or exc)}")
     if failures:
-        return Check("canary", FAIL, "; ".join(failures))
+        return Check("canary", FAIL, "; ".join(failures) + f"; {MIGRATE_HINT}")
     return Check(
-        "canary", OK, "a row of one team is invisible and untouchable from another (rolled back)"
+        "canary", OK,
+        "reads, inserts, updates and deletes across teams all refused (rolled back)",
     )
 
 
@@ -247,24 +429,24 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
     """Every check, in order; connection errors propagate to the caller."""
     with psycopg.connect(target.conninfo, autocommit=True, connect_timeout=connect_timeout) as conn:
         with conn.cursor() as cur:
-            table = sql.Identifier(target.schema, TABLE).as_string(conn)
+            table = sql.Identifier(target.schema, enforcement.TABLE_NAME).as_string(conn)
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-            if cur.fetchone()[0]:
-                checks = [Check("memory table", OK, table)]
-            else:
-                checks = [
+            if not cur.fetchone()[0]:
+                return [
                     Check(
-                        "memory table",
-                        FAIL,
-                        f"{table} does not exist:"
-                        f" start LiteLLM >= 1.83.14 once, then {MIGRATE_HINT}",
-                    )
+                        "memory table", FAIL,
+                        f"{table} does not exist: start LiteLLM >= 1.83.14 once, then {MIGRATE_HINT}",
+                    ),
+                    _revision_check(conn),
+                    *_role_checks(cur, None),
                 ]
-            checks.append(_revision_check(conn))
-            if checks[0].status == FAIL:
-                return checks + _role_checks(cur, None)
-            checks += _table_checks(cur, target.schema, table)
+            checks = [Check("memory table", OK, table), _revision_check(conn), _rls_check(cur, table)]
+            checks += _policy_checks(conn, table)
+            checks += [_function_check(cur, function) for function in enforcement.functions(target.schema)]
+            checks.append(_trigger_check(cur, table))
             checks += _role_checks(cur, table)
+            checks.append(_grant_check(cur, table))
+        checks.append(_guard_check(conn))
         checks.append(_canary(conn, target.schema))
     return checks
 

@@ -20,12 +20,12 @@ DEFAULT_LOCK_TIMEOUT_MS = 5000
 
 
 def _alembic_config(
-    *, schema: str, conninfo: str | None, lock_timeout_ms: int, output_buffer=None
+    *, schema: str, conninfo: str | None, lock_timeout_ms: int, output_buffer=None, reapply=False
 ) -> Config:
     config = Config(output_buffer=output_buffer)
     config.set_main_option("script_location", str(files("litellm_memory_patch.migrations")))
     config.attributes.update(
-        conninfo=conninfo, litellm_schema=schema, lock_timeout_ms=lock_timeout_ms
+        conninfo=conninfo, litellm_schema=schema, lock_timeout_ms=lock_timeout_ms, reapply=reapply
     )
     return config
 
@@ -39,8 +39,12 @@ def head_revision() -> str:
 def upgrade(
     target: DatabaseTarget, *, revision: str = "head", lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
 ) -> None:
+    """Upgrade to ``revision``; at head, also write every enforcement object again (repair)."""
     config = _alembic_config(
-        schema=target.schema, conninfo=target.conninfo, lock_timeout_ms=lock_timeout_ms
+        schema=target.schema,
+        conninfo=target.conninfo,
+        lock_timeout_ms=lock_timeout_ms,
+        reapply=revision == "head",
     )
     command.upgrade(config, revision)
 

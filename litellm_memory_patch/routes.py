@@ -8,8 +8,9 @@ and a row it cannot see answers exactly like a row that does not exist.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +29,8 @@ from litellm.types.memory_management import (
 from . import __version__
 from .scope import WRITE_FORBIDDEN, CallerScope, ScopeError
 from .store import (
+    BEYOND_LIMITS,
+    BeyondLimits,
     KeyMatch,
     KeyTaken,
     MemoryRecord,
@@ -49,6 +52,10 @@ MAX_KEY_BYTES = 1024
 EMPTY_KEY = "The memory key must not be empty."
 KEY_TOO_LONG = f"The memory key must be at most {MAX_KEY_BYTES} bytes."
 NUL_BYTE = "The {field} must not contain NUL (\\u0000) characters."
+LONE_SURROGATE = (
+    "The {field} must be valid Unicode text: it contains a lone surrogate (\\ud800-\\udfff)."
+)
+NOT_FINITE = "The metadata must not contain NaN, Infinity or numbers out of range of a double."
 TOO_LARGE = "The {field} is larger than the limit of {limit} bytes."
 NOTHING_TO_UPDATE = "Request body must include at least one of: value, metadata."
 CREATE_NEEDS_VALUE = "Cannot create a new memory via PUT without a 'value'."
@@ -89,9 +96,19 @@ router = APIRouter(route_class=PatchedRoute)
 # -- input checks: a caller's input gets a 4xx, never a 500 --------------------------------
 
 
+def _text_problem(field: str, text: str) -> str | None:
+    if "\x00" in text:
+        return NUL_BYTE.format(field=field)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return LONE_SURROGATE.format(field=field)
+    return None
+
+
 def _check_text(field: str, text: str | None) -> None:
-    if text is not None and "\x00" in text:
-        raise HTTPException(status_code=400, detail=NUL_BYTE.format(field=field))
+    if text is not None and (problem := _text_problem(field, text)):
+        raise HTTPException(status_code=400, detail=problem)
 
 
 def _check_key(key: str) -> None:
@@ -102,14 +119,19 @@ def _check_key(key: str) -> None:
         raise HTTPException(status_code=400, detail=KEY_TOO_LONG)
 
 
-def _has_nul(value: Any) -> bool:
+def _metadata_problem(value: Any) -> str | None:
+    """What PostgreSQL's jsonb would refuse in ``value``, which Python's JSON accepts."""
     if isinstance(value, str):
-        return "\x00" in value
+        return _text_problem("metadata", value)
+    if isinstance(value, float):
+        return None if math.isfinite(value) else NOT_FINITE
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    return next(filter(None, map(_metadata_problem, items)), None)
 
 
 def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners: tuple) -> None:
@@ -117,8 +139,8 @@ def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners:
     _check_text("value", value)
     for field, owner in zip(("user_id", "team_id"), owners):
         _check_text(field, owner)
-    if _has_nul(metadata):
-        raise HTTPException(status_code=400, detail=NUL_BYTE.format(field="metadata"))
+    if problem := _metadata_problem(metadata):
+        raise HTTPException(status_code=400, detail=problem)
     if value is not None and len(value.encode()) > limit:
         raise HTTPException(status_code=413, detail=TOO_LARGE.format(field="value", limit=limit))
     if metadata is not None and len(json.dumps(metadata)) > limit:
@@ -150,6 +172,8 @@ async def refusals_as_http() -> AsyncIterator[None]:
         raise HTTPException(status_code=exc.status, detail=exc.detail) from None
     except WriteRefused:
         raise HTTPException(status_code=403, detail=REFUSED_BY_DATABASE) from None
+    except BeyondLimits:
+        raise HTTPException(status_code=400, detail=BEYOND_LIMITS) from None
 
 
 def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:

@@ -1,19 +1,25 @@
 """The memory store: a psycopg connection pool and every SQL statement the routes run.
 
-Each request is one transaction on a pooled connection. Its first statement switches to the
-restricted role ``litellm_memory_app`` and sets the caller's scope, all transaction-local
-(``set_config(..., true)``), so that PostgreSQL's row-level security applies to everything that
-follows and nothing outlives the transaction: the next request on the same connection, or on
-the same server connection behind PgBouncer in transaction mode, starts from nothing.
+Each request is one transaction on a pooled connection. Its first statement calls
+``litellm_memory_patch.begin_request()`` (see ``migrations/enforcement.py``), which checks that
+the database's protection is in place (row-level security enabled and forced, the policies,
+trigger and functions those the last ``migrate`` wrote, the revision this package expects),
+then switches to the restricted role ``litellm_memory_app`` and sets the caller's scope, all
+transaction-local (``set_config(..., true)``). Row-level security then applies to everything
+that follows, and nothing outlives the transaction: the next request on the same connection, or
+on the same server connection behind PgBouncer in transaction mode, starts from nothing. When
+the check fails the request answers 503 naming the problem, and the next request checks again.
 
 Round trips, not statements, are what a request pays for, so statements travel together in
-one simple-protocol message: ``BEGIN``, the role switch and settings, the request's first
-statement, and ``COMMIT`` when it is also its last. A GET or a list is one round trip, as a
-bare autocommit query would be. PostgreSQL parses and plans each statement of a message only
-after the previous one ran, so the role switch applies to the statements that follow it. The
-simple protocol carries no parameters: values are bound client-side with psycopg's
-``sql.Literal``, which quotes them for this connection. Nothing is ever prepared, which is
-also what PgBouncer in transaction mode needs.
+one simple-protocol message. A request whose statements all fit in one message (a GET, a list,
+a POST) sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a multi-statement message as one
+implicit transaction, so the role and settings end with it. A request of two round trips (PUT,
+DELETE) wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
+message only after the previous one ran, so the role switch applies to the statements that
+follow it, and an error in any statement skips the rest of the message. The simple protocol
+carries no parameters: values are bound client-side with psycopg's ``sql.Literal``, which
+quotes them for this connection. Nothing is ever prepared, which is also what PgBouncer in
+transaction mode needs.
 
 The statements also carry the caller's visibility themselves (:func:`visibility`). That filter
 is what lets PostgreSQL use LiteLLM's ``team_id`` index; row-level security underneath is what
@@ -38,7 +44,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .config import APP_ROLE, PATCH_SCHEMA, Settings
+from .config import PATCH_SCHEMA, Settings
+from .migrations.enforcement import GUARD_SQLSTATE
 from .scope import CallerScope
 
 logger = logging.getLogger("litellm_memory_patch")
@@ -47,8 +54,17 @@ logger = logging.getLogger("litellm_memory_patch")
 MAX_OFFSET = 2**62
 
 NOT_MIGRATED = (
-    "The memory store is not set up in this database: run `litellm-memory-patch migrate` "
-    "with the proxy's database URL, then retry."
+    "The memory store is not set up in this database for this version of the patch: an operator "
+    "must run `litellm-memory-patch doctor` to see why and `litellm-memory-patch migrate` with "
+    "the proxy's database URL; retry then."
+)
+PROTECTION_MISSING = (
+    "The memory store is unavailable: its database protection is not in place ({problem}). An "
+    "operator must run `litellm-memory-patch doctor`, then `litellm-memory-patch migrate`."
+)
+BEYOND_LIMITS = (
+    "The request exceeds a limit of the memory store's database; shorten the key, the value "
+    "or the metadata (or, for a key whose team or user id is this long, use another key)."
 )
 UNAVAILABLE = "The memory store's database is unavailable; retry shortly."
 TIMED_OUT = "The memory store's database did not answer in time; retry shortly."
@@ -68,6 +84,10 @@ class KeyTaken(Exception):
 
 class WriteRefused(Exception):
     """The database refused a write the route let through (a bug the database caught)."""
+
+
+class BeyondLimits(Exception):
+    """The request can never succeed: it exceeds a limit of PostgreSQL (a 4xx, not an outage)."""
 
 
 # A missing role, function or table, or a login role that may not switch: the migrations
@@ -140,51 +160,59 @@ _COLUMNS = sql.SQL(
 )
 # UTC at millisecond precision, as Prisma stores its timestamps.
 _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
-_REVISION = sql.SQL("SELECT version_num FROM {}.alembic_version").format(
-    sql.Identifier(PATCH_SCHEMA)
+# The start of every request, sent with its first statement: the check, the role switch and
+# the caller's settings, all in one server function (see the module's docstring).
+_BEGIN_REQUEST = sql.SQL(
+    "SELECT {patch}.begin_request({revision}, {team_id}, {user_id}, {user_role}, {statement_timeout})"
 )
-# The start of every request, sent with its first statement. Besides the role switch and the
-# caller's settings it calls one of the project's functions, which a downgrade drops: in a
-# database that is not (or no longer) migrated this fails before any statement of the request
-# runs. The empty sub-select takes the table's ACCESS SHARE lock first, so a migration (which
-# locks the table exclusively) waits for the request instead of changing the rules under it.
-_START = sql.SQL(
-    "BEGIN; SELECT set_config('role', {role}, true),"
-    " set_config('litellm_memory.team_id', {team_id}, true),"
-    " set_config('litellm_memory.user_id', {user_id}, true),"
-    " set_config('litellm_memory.user_role', {user_role}, true),"
-    " set_config('statement_timeout', {statement_timeout}, true),"
-    " (SELECT count(*) FROM {table} WHERE FALSE),"
-    " {patch}.session_team_id()"
-)
+_BEGIN = sql.SQL("BEGIN")
 _COMMIT = sql.SQL("COMMIT")
 
 
 class MemoryTransaction:
     """The statements of one request, run as the caller inside its transaction.
 
-    ``last=True`` marks a request's final statement: it commits in the same round trip.
+    ``last=True`` marks a request's final statement: it commits in the same round trip. With
+    ``start=None`` the statements run as they are, each message on its own (the benchmark's
+    unprotected baseline); nothing in the package does that.
     """
 
-    def __init__(self, conn: psycopg.AsyncConnection, table: sql.Composable, start: sql.Composable) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection, table: sql.Composable, start: sql.Composable | None
+    ) -> None:
         self._conn = conn
         self._table = table
-        self._start: sql.Composable | None = start
+        self._start = start
+        self._unguarded = start is None
+        # An explicit transaction is open (a request of more than one round trip).
         self.open = False
+        self._done = False
         # Whether a write was sent: tells a refused write from a role that cannot be used.
         self.wrote = False
 
+    def _message(self, statements: tuple[sql.Composable, ...], *, last: bool) -> list[sql.Composable]:
+        if self._done:
+            # After the request's last message the connection is back to the login role:
+            # never run a statement there.
+            raise RuntimeError("the request's transaction is already committed")
+        if self._unguarded:
+            return list(statements)
+        if not self.open:
+            # The request's first message. Alone it is one implicit transaction; followed by
+            # others it opens an explicit one.
+            return [self._start, *statements] if last else [_BEGIN, self._start, *statements]
+        return [*statements, _COMMIT] if last else list(statements)
+
     async def _run(self, *statements: sql.Composable, last: bool) -> list[list[dict]]:
         """Send ``statements`` in one round trip; return each one's rows (each returns rows)."""
-        if self._start is None and not self.open:
-            # After COMMIT the connection is back to the login role: never run a statement there.
-            raise RuntimeError("the request's transaction is already committed")
-        parts = [*([self._start] if self._start else []), *statements, *([_COMMIT] if last else [])]
-        self._start = None
-        self.open = not last
+        message = sql.SQL("; ").join(self._message(statements, last=last))
         results = []
         async with self._conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.SQL("; ").join(parts), prepare=False)
+            await cur.execute(message, prepare=False)
+            # Only now, with the message run: had composing or sending it failed, the next
+            # statement must still go out behind the start, never on its own.
+            self.open = not last and not self._unguarded
+            self._done = last and not self._unguarded
             while True:
                 if cur.description is not None:
                     results.append(await cur.fetchall())
@@ -318,7 +346,10 @@ class MemoryStore:
     """The pool, and the per-request transaction that confines every statement to a caller."""
 
     def __init__(self, settings: Settings) -> None:
+        from .migrator import head_revision  # Alembic is needed for this once, not per request
+
         self._settings = settings
+        self._revision = head_revision()
         self.max_value_bytes = settings.max_value_bytes
         self._table = sql.SQL("{}.{}").format(
             sql.Identifier(settings.database.schema), sql.Identifier("LiteLLM_MemoryTable")
@@ -350,14 +381,13 @@ class MemoryStore:
 
     def _start(self, scope: CallerScope) -> sql.Composable:
         settings = scope.settings()
-        return _START.format(
-            role=sql.Literal(APP_ROLE),
+        return _BEGIN_REQUEST.format(
+            patch=sql.Identifier(PATCH_SCHEMA),
+            revision=sql.Literal(self._revision),
             team_id=sql.Literal(settings["litellm_memory.team_id"]),
             user_id=sql.Literal(settings["litellm_memory.user_id"]),
             user_role=sql.Literal(settings["litellm_memory.user_role"]),
             statement_timeout=sql.Literal(str(self._settings.statement_timeout_ms)),
-            table=self._table,
-            patch=sql.Identifier(PATCH_SCHEMA),
         )
 
     @staticmethod
@@ -367,6 +397,27 @@ class MemoryStore:
         # only be the role switch or the table itself: this login was not migrated.
         logger.error("the database refused: %s", exc.diag.message_primary)
         return WriteRefused() if wrote else StoreUnavailable(NOT_MIGRATED)
+
+    @staticmethod
+    def _translate(exc: psycopg.Error) -> Exception:
+        """What a database error means for the caller; every outage is a StoreUnavailable."""
+        if exc.sqlstate == GUARD_SQLSTATE:
+            logger.error("memory store protection not in place: %s", exc.diag.message_primary)
+            return StoreUnavailable(PROTECTION_MISSING.format(problem=exc.diag.message_primary))
+        if isinstance(exc, (errors.InvalidParameterValue, *_NOT_MIGRATED_ERRORS)):
+            # No role to switch to (set_config('role') of a missing role), or the project's
+            # functions are gone: not migrated here, or not for this version.
+            logger.error("memory store not migrated: %s", exc.diag.message_primary)
+            return StoreUnavailable(NOT_MIGRATED)
+        if isinstance(exc, errors.ProgramLimitExceeded):
+            # Too long for an index entry or a setting: retrying cannot help.
+            return BeyondLimits()
+        if isinstance(exc, (errors.QueryCanceled, errors.LockNotAvailable)):
+            return StoreUnavailable(TIMED_OUT)
+        if isinstance(exc, psycopg.OperationalError):
+            logger.warning("memory store unavailable: %s", exc)
+            return StoreUnavailable(UNAVAILABLE)
+        return exc
 
     @asynccontextmanager
     async def transaction(self, scope: CallerScope) -> AsyncIterator[MemoryTransaction]:
@@ -389,36 +440,20 @@ class MemoryStore:
                     if isinstance(exc, errors.InsufficientPrivilege):
                         raise self._refusal(exc, wrote=tx.wrote) from None
                     raise
-        except (errors.InvalidParameterValue, *_NOT_MIGRATED_ERRORS) as exc:
-            # No role to switch to (set_config('role') of a missing role), or the project's
-            # functions are gone: not migrated here.
-            logger.error("memory store not migrated: %s", exc.diag.message_primary)
-            raise StoreUnavailable(NOT_MIGRATED) from None
-        except errors.QueryCanceled:
-            raise StoreUnavailable(TIMED_OUT) from None
-        except (PoolTimeout, psycopg.OperationalError) as exc:
+        except PoolTimeout as exc:
             logger.warning("memory store unavailable: %s", exc)
             raise StoreUnavailable(UNAVAILABLE) from None
+        except psycopg.Error as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
 
     async def readiness_problem(self) -> str | None:
         """Why the store cannot serve yet (for the startup log), or None when it can."""
-        from .migrator import head_revision  # Alembic is needed for this check only
-
-        head = head_revision()
-        try:
-            async with self._pool.connection(timeout=self._settings.pool_timeout) as conn:
-                cur = await conn.execute(_REVISION)
-                row = await cur.fetchone()
-        except (errors.UndefinedTable, errors.InvalidSchemaName):
-            row = None
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            return f"the database cannot be reached ({exc})"
-        if row is None or row[0] != head:
-            found = row[0] if row else "none"
-            return f"the database is at revision {found}, not {head}: run `litellm-memory-patch migrate`"
         try:
             async with self.transaction(CallerScope(None, None, None)) as tx:
-                # A request that can see nothing: it only proves the role switch works.
+                # A request that can see nothing: it only proves the check and the role switch.
                 await tx.find("", where=sql.SQL("FALSE"), last=True)
         except StoreUnavailable as exc:
             return exc.detail

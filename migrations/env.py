@@ -4,7 +4,9 @@ Run through the ``litellm-memory-patch`` CLI, which puts into ``config.attribute
 
 - ``conninfo``: a libpq connection string (online mode only);
 - ``litellm_schema``: the schema that holds LiteLLM's tables (``public`` or ``?schema=``);
-- ``lock_timeout_ms``: how long a DDL statement may wait for a table lock.
+- ``lock_timeout_ms``: how long a DDL statement may wait for a table lock;
+- ``reapply``: after upgrading, write the head's enforcement objects again (``migrate``), so a
+  database whose objects were changed by hand is repaired even when it is at head already.
 
 Every revision of one run happens inside one transaction, so a failure leaves nothing behind.
 Alembic's version table lives in the project's own schema, where LiteLLM's Prisma drift repair
@@ -16,6 +18,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from litellm_memory_patch.config import PATCH_SCHEMA
+from litellm_memory_patch.migrations import enforcement
 
 config = context.config
 attributes = config.attributes
@@ -25,6 +28,10 @@ def _prelude() -> None:
     # A short lock_timeout: on a busy table the migration fails fast (and says to retry)
     # instead of queueing an exclusive lock that would stall the proxy's traffic behind it.
     context.execute(f"SET LOCAL lock_timeout = {int(attributes['lock_timeout_ms'])}")
+    # Every name the DDL does not qualify resolves in pg_catalog, never in a schema another
+    # role may create objects in; and a quote in LiteLLM's schema name is doubled, never escaped.
+    context.execute("SET LOCAL search_path = pg_catalog, pg_temp")
+    context.execute("SET LOCAL standard_conforming_strings = on")
     context.execute(f"CREATE SCHEMA IF NOT EXISTS {PATCH_SCHEMA}")
 
 
@@ -57,6 +64,13 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             _prelude()
             context.run_migrations()
+            if attributes.get("reapply") and _at_head():
+                context.execute(enforcement.upgrade_sql(attributes["litellm_schema"]))
+
+
+def _at_head() -> bool:
+    heads = context.get_context().get_current_heads()
+    return heads == (context.script.get_current_head(),)
 
 
 if context.is_offline_mode():

@@ -29,7 +29,7 @@ from conftest import create_database
 from contract_model import OMITTED, Caller, Request, Row, Team, World
 from identity_auth import api_key
 from litellm_memory_patch import migrator
-from litellm_memory_patch.config import parse_database_url
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, parse_database_url
 from litellm_memory_patch.scope import CallerScope
 from litellm_memory_patch.store import KeyMatch, KeyTaken, WriteRefused
 
@@ -427,11 +427,25 @@ def _store_problems(result, expected) -> list[str]:
 # -- the test -------------------------------------------------------------------------------
 
 
+# The per-request guard would refuse every request of a database without its protection: in
+# this mode it only switches the role and sets the scope, as if the guard were gone too.
+UNGUARDED_START = f"""
+CREATE OR REPLACE FUNCTION {PATCH_SCHEMA}.begin_request(
+    revision text, team_id text, user_id text, user_role text, statement_timeout text)
+RETURNS void LANGUAGE sql AS $$
+    SELECT set_config('role', '{APP_ROLE}', true),
+           set_config('litellm_memory.team_id', team_id, true),
+           set_config('litellm_memory.user_id', user_id, true),
+           set_config('litellm_memory.user_role', user_role, true)
+$$"""
+
+
 def _disable_row_level_security(conn) -> None:
     with conn.transaction():
         conn.execute(f"ALTER TABLE {TABLE} NO FORCE ROW LEVEL SECURITY")
         conn.execute(f"ALTER TABLE {TABLE} DISABLE ROW LEVEL SECURITY")
         conn.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER litellm_memory_enforce_ownership")
+        conn.execute(UNGUARDED_START)
 
 
 @pytest.fixture(scope="module", params=MODES)

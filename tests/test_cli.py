@@ -13,17 +13,24 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from litellm_memory_patch import migrator
+from litellm_memory_patch.migrations import enforcement
+
 
 PROG = "litellm-memory-patch"
 CHECK_NAMES = [
     "memory table",
     "revision",
     "row-level security",
-    "policies",
-    "ownership trigger",
+    *(f"policy {policy.name}" for policy in enforcement.policies()),
+    *(f"function {function.name}()" for function in enforcement.functions("public")),
+    f"trigger {enforcement.TRIGGER_NAME}",
     "restricted role",
+    "restricted role memberships",
     "role switch",
     "login role",
+    "table grants",
+    "request guard",
     "canary",
 ]
 
@@ -63,7 +70,9 @@ def doctor_json(url: str) -> tuple[int, dict]:
 def test_sql_needs_no_database():
     result = run_cli("sql")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("CREATE POLICY") == 4
+    # 0002 creates the policies, and 0003 writes every enforcement object anew.
+    assert result.stdout.count("CREATE POLICY") == 8
+    assert "begin_request" in result.stdout
     assert '"public"."LiteLLM_MemoryTable"' in result.stdout
 
 
@@ -81,7 +90,7 @@ def test_migrate_doctor_downgrade(litellm_db):
 
     migrate = run_cli("--database-url", url, "migrate")
     assert migrate.returncode == 0, migrate.stderr
-    assert "0002_row_level_security" in migrate.stdout
+    assert migrator.head_revision() in migrate.stdout
 
     human = run_cli("doctor", "--database-url", url)
     assert human.returncode == 0, human.stdout
@@ -115,9 +124,10 @@ def test_doctor_names_row_level_security_disabled_by_hand(migrated_db):
     result = run_cli("--database-url", migrated_db.conninfo, "doctor")
     assert result.returncode == 1
     failing = [line for line in result.stdout.splitlines() if "  FAIL  " in line]
-    assert [line.split("  ")[0] for line in failing] == ["row-level security", "canary"]
+    assert [line.split("  ")[0] for line in failing] == ["row-level security", "request guard", "canary"]
     assert "not enabled" in failing[0]
-    assert "another team sees the row" in failing[1]
+    assert "row-level security is disabled" in failing[1]
+    assert "another team sees rows" in failing[2]
     with psycopg.connect(migrated_db.conninfo) as conn:
         # A failing canary is rolled back too.
         assert conn.execute('SELECT count(*) FROM "LiteLLM_MemoryTable"').fetchone()[0] == 0

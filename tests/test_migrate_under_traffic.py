@@ -82,8 +82,8 @@ def test_downgrade_and_migrate_while_requests_flow(proxy):
 
 
 def test_a_busy_table_makes_migrate_give_up_and_change_nothing(proxy, capsys):
+    # At head, migrate writes every enforcement object again: it needs the table's lock too.
     target = proxy.database
-    migrator.downgrade(target, revision="0001_ownership")
     codes: list[int] = []
 
     async def scenario(app):
@@ -107,6 +107,6 @@ def test_a_busy_table_makes_migrate_give_up_and_change_nothing(proxy, capsys):
     driver, workers, seeds = proxy.call(scenario, proxy.app)
     assert codes == [1]
     assert f"{cli.PROG}: error: {cli.TABLE_BUSY}" in capsys.readouterr().err.splitlines()
-    assert _revision(target.conninfo) == "0001_ownership"
-    assert set(driver.statuses) <= {200, 404, 409, 503}
+    assert _revision(target.conninfo) == migrator.head_revision()
+    assert set(driver.statuses) <= {200, 404, 409}
     check_table(target.conninfo, workers, seeds)

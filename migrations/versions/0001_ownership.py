@@ -27,7 +27,7 @@ drop them. ``team_id`` has been part of LiteLLM's table since the table's first 
 
 from alembic import context, op
 
-from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, quote_ident
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, dollar_tag, quote_ident, quote_literal
 
 revision = "0001_ownership"
 down_revision = None
@@ -42,10 +42,13 @@ MISSING_TABLE_HINT = (
 
 def _names() -> dict:
     schema = quote_ident(context.config.attributes["litellm_schema"])
+    table = f'{schema}."LiteLLM_MemoryTable"'
     return {
         "schema": schema,
-        "table": f'{schema}."LiteLLM_MemoryTable"',
-        "table_literal": f'{schema}."LiteLLM_MemoryTable"'.replace("'", "''"),
+        "table": table,
+        "table_literal": quote_literal(table),
+        # The schema name stands inside quoted bodies below: their tag must not occur in it.
+        "tag": dollar_tag(schema),
         "teams": f'{schema}."LiteLLM_TeamTable"',
         "org_members": f'{schema}."LiteLLM_OrganizationMembership"',
         "role": APP_ROLE,
@@ -55,18 +58,18 @@ def _names() -> dict:
 
 
 UPGRADE = """
-DO $check$
+DO {tag}
 BEGIN
-    IF to_regclass('{table_literal}') IS NULL THEN
-        RAISE EXCEPTION 'the LiteLLM memory table {table_literal} does not exist'
+    IF to_regclass({table_literal}) IS NULL THEN
+        RAISE EXCEPTION 'the LiteLLM memory table % does not exist', {table_literal}
             USING ERRCODE = 'undefined_table', HINT = '{hint}';
     END IF;
 END
-$check$;
+{tag};
 
 ALTER TABLE {table} ADD COLUMN IF NOT EXISTS team_id TEXT;
 
-DO $role$
+DO {tag}
 DECLARE
     unsafe boolean;
 BEGIN
@@ -88,7 +91,7 @@ BEGIN
         EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
     END IF;
 END
-$role$;
+{tag};
 
 GRANT USAGE ON SCHEMA {schema} TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role};
@@ -116,7 +119,7 @@ CREATE OR REPLACE FUNCTION {patch}.session_reads_all() RETURNS boolean
 CREATE OR REPLACE FUNCTION {patch}.session_is_team_admin() RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
-    AS $$
+    AS {tag}
     WITH caller AS (
         SELECT {patch}.session_team_id() AS team_id, {patch}.session_user_id() AS user_id
     )
@@ -136,7 +139,7 @@ CREATE OR REPLACE FUNCTION {patch}.session_is_team_admin() RETURNS boolean
         FROM caller
         WHERE caller.team_id IS NOT NULL AND caller.user_id IS NOT NULL
     ), false)
-    $$;
+    {tag};
 REVOKE ALL ON FUNCTION {patch}.session_is_team_admin() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION {patch}.session_is_team_admin() TO {role};
 
@@ -191,7 +194,7 @@ DROP FUNCTION IF EXISTS {patch}.session_is_admin();
 DROP FUNCTION IF EXISTS {patch}.session_user_id();
 DROP FUNCTION IF EXISTS {patch}.session_team_id();
 
-DO $role$
+DO {tag}
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
         REVOKE ALL ON {table} FROM {role};
@@ -210,7 +213,7 @@ BEGIN
         END;
     END IF;
 END
-$role$;
+{tag};
 """
 
 

@@ -1,0 +1,378 @@
+"""The database enforcement as the head revision defines it: functions, policies, trigger, guard.
+
+One definition serves three readers:
+
+- the revisions that (re)create the objects (``0003_request_guard`` and later) and every
+  ``litellm-memory-patch migrate``, which re-applies them so that hand-edited objects are
+  repaired (:func:`upgrade_sql`);
+- ``doctor``, which compares what the database holds with :data:`FUNCTIONS`, :data:`POLICIES`
+  and :data:`TRIGGER`, by content;
+- ``litellm_memory_patch.begin_request()``, the per-request guard, which each request calls
+  first and which refuses to run the request unless every object below is still the one the
+  last ``migrate`` wrote.
+
+What a DBA reviews here:
+
+- Nothing any function or policy runs depends on the caller's ``search_path``. The SQL session
+  functions are inlined into the policies by the planner, which parses their bodies with the
+  caller's ``search_path``: every name in them is qualified (``pg_catalog.``,
+  ``OPERATOR(pg_catalog.=)``). The plpgsql functions pin ``search_path`` (the guard pins it for
+  the whole transaction, so the request's own statements resolve names in ``pg_catalog`` too).
+- How the guard knows that nothing changed since ``migrate``: every catalog row PostgreSQL
+  writes carries the id of the writing transaction (``xmin``). ``migrate`` (re)creates all the
+  objects in one transaction, the guard included; the guard then checks, with a few index
+  lookups, that the policies, the trigger and the functions are exactly those rows (same
+  transaction as its own definition, none missing, no other policy on the table), that
+  row-level security is enabled and forced, and that the revision is the head. Any later
+  ``ALTER``, ``CREATE OR REPLACE``, ``DROP`` or ``DISABLE`` writes a new row or removes one, and
+  the next request answers 503 until ``migrate`` writes them all again. A dump and restore
+  also writes new rows: run ``migrate`` after restoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, dollar_tag, quote_ident, quote_literal
+
+TABLE_NAME = "LiteLLM_MemoryTable"
+TRIGGER_NAME = "litellm_memory_enforce_ownership"
+# Raised by the guard; the store turns it into a 503 that names the problem.
+GUARD_SQLSTATE = "LM001"
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    arguments: str  # as pg_get_function_identity_arguments() prints them
+    returns: str
+    language: str
+    volatility: str  # pg_proc.provolatile: i, s or v
+    security_definer: bool
+    config: tuple[str, ...]  # pg_proc.proconfig
+    body: str  # pg_proc.prosrc, exactly
+    execute_revoked_from_public: bool = False
+
+    @property
+    def signature(self) -> str:
+        return f"{PATCH_SCHEMA}.{self.name}({self.arguments})"
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    command: str
+    using: str | None
+    with_check: str | None
+
+
+PINNED_PATH = ("search_path=pg_catalog, pg_temp",)
+
+
+def _setting(name: str) -> str:
+    # NULLIF and IN would look up "=" on the caller's search_path; CASE WHEN with a qualified
+    # operator does not. A setting never set reads NULL, an empty one '' (then NULL too).
+    value = f"pg_catalog.current_setting('litellm_memory.{name}', true)"
+    return f"CASE WHEN {value} OPERATOR(pg_catalog.<>) '' THEN {value} END"
+
+
+_USER_ROLE = "pg_catalog.current_setting('litellm_memory.user_role', true)"
+
+
+def functions(schema: str) -> tuple[Function, ...]:
+    """Every function of the enforcement, for LiteLLM's tables in ``schema``."""
+    names = _names(schema)
+    return (
+        Function(
+            "session_team_id", "", "text", "sql", "s", False, (),
+            f" SELECT {_setting('team_id')} ",
+        ),
+        Function(
+            "session_user_id", "", "text", "sql", "s", False, (),
+            f" SELECT {_setting('user_id')} ",
+        ),
+        # proxy_admin: every row, any write.
+        Function(
+            "session_is_admin", "", "boolean", "sql", "s", False, (),
+            f" SELECT coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) 'proxy_admin', false) ",
+        ),
+        # proxy_admin and proxy_admin_viewer read every row; the viewer writes like anyone else.
+        Function(
+            "session_reads_all", "", "boolean", "sql", "s", False, (),
+            f" SELECT coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) ANY"
+            " (ARRAY['proxy_admin', 'proxy_admin_viewer']::pg_catalog.text[]), false) ",
+        ),
+        # Team-admin and org-admin status, from LiteLLM's own tables, for the session's own
+        # team and user only. SECURITY DEFINER: the restricted role cannot read those tables.
+        Function(
+            "session_is_team_admin", "", "boolean", "sql", "s", True, PINNED_PATH,
+            f"""
+    WITH caller AS (
+        SELECT {PATCH_SCHEMA}.session_team_id() AS team_id, {PATCH_SCHEMA}.session_user_id() AS user_id
+    )
+    SELECT coalesce((
+        SELECT EXISTS (
+                   SELECT 1 FROM {names['teams']} t
+                   WHERE t.team_id = caller.team_id
+                     AND jsonb_typeof(t.members_with_roles) = 'array'
+                     AND t.members_with_roles @> jsonb_build_array(
+                             jsonb_build_object('user_id', caller.user_id, 'role', 'admin')))
+            OR EXISTS (
+                   SELECT 1 FROM {names['teams']} t
+                   JOIN {names['org_members']} m ON m.organization_id = t.organization_id
+                   WHERE t.team_id = caller.team_id
+                     AND m.user_id = caller.user_id
+                     AND m.user_role = 'org_admin')
+        FROM caller
+        WHERE caller.team_id IS NOT NULL AND caller.user_id IS NOT NULL
+    ), false)
+    """,
+            execute_revoked_from_public=True,
+        ),
+        # team_id/user_id as an enforced ownership pair for the restricted role: filled from the
+        # session when an insert leaves them empty, another team or user refused, and no change
+        # on update unless the session is admin. A refused write raises; nothing is rewritten.
+        Function(
+            "enforce_ownership", "", "trigger", "plpgsql", "v", False, PINNED_PATH,
+            f"""
+DECLARE
+    caller_team text := {PATCH_SCHEMA}.session_team_id();
+    caller_user text := {PATCH_SCHEMA}.session_user_id();
+BEGIN
+    -- Only the restricted role is confined. The table owner is fenced off by forced row-level
+    -- security (it has no policy); superusers are trusted by PostgreSQL's design.
+    IF current_user <> '{APP_ROLE}' OR {PATCH_SCHEMA}.session_is_admin() THEN
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF caller_team IS NULL AND caller_user IS NULL THEN
+            RAISE EXCEPTION 'litellm_memory: no caller scope in this transaction'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        NEW.team_id := coalesce(NEW.team_id, caller_team);
+        NEW.user_id := coalesce(NEW.user_id, caller_user);
+        IF NEW.team_id IS DISTINCT FROM caller_team THEN
+            RAISE EXCEPTION 'litellm_memory: a memory cannot be created for another team'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NEW.user_id IS DISTINCT FROM caller_user THEN
+            RAISE EXCEPTION 'litellm_memory: a memory cannot be created for another user'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    ELSIF NEW.team_id IS DISTINCT FROM OLD.team_id OR NEW.user_id IS DISTINCT FROM OLD.user_id THEN
+        RAISE EXCEPTION 'litellm_memory: only a proxy admin can change the team_id or user_id of a memory'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+""",
+        ),
+        # The start of every request. No SET clause: its settings must outlive the call, for
+        # the rest of the request's transaction. Its first statement pins search_path, so every
+        # later statement (its own and the request's) resolves names in pg_catalog first.
+        Function(
+            "begin_request",
+            "revision text, team_id text, user_id text, user_role text, statement_timeout text",
+            "void", "plpgsql", "v", False, (),
+            _guard_body(names),
+        ),
+    )
+
+
+def _guard_body(names: dict) -> str:
+    table = names["table_regclass"]
+    tracked = ", ".join(
+        quote_literal(f"{PATCH_SCHEMA}.{name}()")
+        for name in (
+            "session_team_id", "session_user_id", "session_is_admin", "session_reads_all",
+            "session_is_team_admin", "enforce_ownership",
+        )
+    )
+    return f"""
+DECLARE
+    problem pg_catalog.text;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    PERFORM set_config('lock_timeout', statement_timeout, true),
+            set_config('statement_timeout', statement_timeout, true),
+            set_config('role', '{APP_ROLE}', true);
+    -- The table's lock first: a migration (which locks it exclusively) then waits for this
+    -- request, or this request for it, and the checks below read what it committed.
+    LOCK TABLE {names['table']} IN ACCESS SHARE MODE;
+    WITH stamp AS (
+        SELECT xmin AS written_by FROM pg_proc
+        WHERE oid = '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure
+    ),
+    policies AS (
+        SELECT count(*) AS total, count(*) FILTER (WHERE p.xmin = stamp.written_by) AS current
+        FROM pg_policy p, stamp WHERE p.polrelid = {table}
+    ),
+    functions AS (
+        SELECT count(*) FILTER (WHERE f.xmin = stamp.written_by) AS current
+        FROM pg_proc f, stamp
+        WHERE f.oid = ANY (ARRAY[{tracked}]::regprocedure[])
+    ),
+    trigger AS (
+        SELECT count(*) FILTER (
+                   WHERE t.xmin = stamp.written_by AND t.tgenabled IN ('O', 'A')) AS current
+        FROM pg_trigger t, stamp
+        WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
+    )
+    SELECT CASE
+        WHEN NOT c.relrowsecurity THEN 'row-level security is disabled on the memory table'
+        WHEN NOT c.relforcerowsecurity THEN 'row-level security is not forced on the memory table'
+        WHEN policies.total <> 4 OR policies.current <> 4
+            THEN 'the memory table''s policies are not those migrate created'
+        WHEN trigger.current <> 1
+            THEN 'the ownership trigger is missing, disabled or not the one migrate created'
+        WHEN functions.current <> 6
+            THEN 'a function of the protection is missing or not the one migrate created'
+        WHEN revision IS DISTINCT FROM (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
+            THEN 'the database is not at the revision this proxy expects'
+    END
+    INTO problem
+    FROM pg_class c, policies, functions, trigger
+    WHERE c.oid = {table};
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', problem
+            USING ERRCODE = '{GUARD_SQLSTATE}',
+                  HINT = 'Run litellm-memory-patch doctor, then litellm-memory-patch migrate.';
+    END IF;
+    PERFORM set_config('litellm_memory.team_id', team_id, true),
+            set_config('litellm_memory.user_id', user_id, true),
+            set_config('litellm_memory.user_role', user_role, true);
+    -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
+    IF NOT row_security_active({table}) THEN
+        RAISE EXCEPTION 'the restricted role is not bound by row-level security'
+            USING ERRCODE = '{GUARD_SQLSTATE}',
+                  HINT = 'Run litellm-memory-patch doctor.';
+    END IF;
+END
+"""
+
+
+def policies() -> tuple[Policy, ...]:
+    """The four policies for the restricted role. Every session_*() call is wrapped in a
+    sub-select, so PostgreSQL evaluates it once per statement (an InitPlan), not per row."""
+    patch = PATCH_SCHEMA
+    caller_team = f"(SELECT {patch}.session_team_id())"
+    caller_user = f"(SELECT {patch}.session_user_id())"
+    is_admin = f"(SELECT {patch}.session_is_admin())"
+    visible = (
+        f"(SELECT {patch}.session_reads_all())"
+        f" OR team_id = {caller_team}"
+        f" OR (team_id IS NULL AND user_id = {caller_user} AND {caller_team} IS NULL)"
+    )
+    writable = (
+        f"{is_admin}"
+        f" OR (user_id = {caller_user} AND team_id IS NOT DISTINCT FROM {caller_team})"
+        f" OR (user_id IS NULL AND team_id = {caller_team} AND (SELECT {patch}.session_is_team_admin()))"
+    )
+    insertable = (
+        f"{is_admin}"
+        f" OR (({caller_team} IS NOT NULL OR {caller_user} IS NOT NULL)"
+        f" AND team_id IS NOT DISTINCT FROM {caller_team}"
+        f" AND user_id IS NOT DISTINCT FROM {caller_user})"
+    )
+    return (
+        Policy("litellm_memory_select", "SELECT", visible, None),
+        Policy("litellm_memory_insert", "INSERT", None, insertable),
+        Policy("litellm_memory_update", "UPDATE", writable, writable),
+        Policy("litellm_memory_delete", "DELETE", writable, None),
+    )
+
+
+def _names(schema: str) -> dict:
+    quoted = quote_ident(schema)
+    table = f'{quoted}."{TABLE_NAME}"'
+    return {
+        "table": table,
+        "table_regclass": f"{quote_literal(table)}::regclass",
+        "teams": f'{quoted}."LiteLLM_TeamTable"',
+        "org_members": f'{quoted}."LiteLLM_OrganizationMembership"',
+    }
+
+
+def create_policy_sql(policy: Policy, table: str) -> str:
+    clauses = "".join(
+        f"\n    {word} ({expression})"
+        for word, expression in (("USING", policy.using), ("WITH CHECK", policy.with_check))
+        if expression is not None
+    )
+    return f"CREATE POLICY {policy.name} ON {table} FOR {policy.command} TO {APP_ROLE}{clauses};"
+
+
+def _create_function_sql(function: Function) -> str:
+    volatility = {"i": "IMMUTABLE", "s": "STABLE", "v": "VOLATILE"}[function.volatility]
+    definer = " SECURITY DEFINER" if function.security_definer else ""
+    tag = dollar_tag(function.body)
+    config = "".join(
+        f"\n    SET {setting.split('=', 1)[0]} = {setting.split('=', 1)[1]}"
+        for setting in function.config
+    )
+    statement = (
+        f"CREATE OR REPLACE FUNCTION {function.signature} RETURNS {function.returns}"
+        f"\n    LANGUAGE {function.language} {volatility}{definer}{config}"
+        f"\n    AS {tag}{function.body}{tag};"
+    )
+    if function.execute_revoked_from_public:
+        statement += (
+            f"\nREVOKE ALL ON FUNCTION {function.signature} FROM PUBLIC;"
+            f"\nGRANT EXECUTE ON FUNCTION {function.signature} TO {APP_ROLE};"
+        )
+    return statement
+
+
+_REVOKE_MEMBERSHIPS = f"""DO $revoke$
+DECLARE
+    granted regrole;
+BEGIN
+    FOR granted IN SELECT roleid::regrole FROM pg_auth_members WHERE member = '{APP_ROLE}'::regrole LOOP
+        EXECUTE format('REVOKE %s FROM {APP_ROLE}', granted);
+    END LOOP;
+END
+$revoke$;"""
+
+
+def _drop_every_policy(names: dict) -> str:
+    # Permissive policies add up: one this version does not define may only widen access.
+    body = f"""
+DECLARE
+    policy name;
+BEGIN
+    FOR policy IN SELECT polname FROM pg_policy WHERE polrelid = {names['table_regclass']} LOOP
+        EXECUTE format('DROP POLICY %I ON %s', policy, {names['table_regclass']});
+    END LOOP;
+END
+"""
+    tag = dollar_tag(body)
+    return f"DO {tag}{body}{tag};"
+
+
+def upgrade_sql(schema: str) -> str:
+    """(Re)create every object in one go; run inside the migration's transaction.
+
+    The guard is written last but in the same transaction as the rest, which is what it checks.
+    """
+    names = _names(schema)
+    table = names["table"]
+    parts = [
+        # Exactly these rights, and no role's rights besides its own.
+        f"REVOKE ALL ON {table} FROM {APP_ROLE};",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};",
+        _REVOKE_MEMBERSHIPS,
+        # The guard runs its checks as the restricted role; the revision is one of them.
+        f"GRANT SELECT ON {PATCH_SCHEMA}.alembic_version TO {APP_ROLE};",
+    ]
+    parts += [_create_function_sql(function) for function in functions(schema)]
+    parts.append(_drop_every_policy(names))
+    parts += [create_policy_sql(policy, table) for policy in policies()]
+    parts += [
+        f"DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table};",
+        f"CREATE TRIGGER {TRIGGER_NAME}"
+        f"\n    BEFORE INSERT OR UPDATE ON {table}"
+        f"\n    FOR EACH ROW EXECUTE FUNCTION {PATCH_SCHEMA}.enforce_ownership();",
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY;",
+    ]
+    return "\n\n".join(parts) + "\n"

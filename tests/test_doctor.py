@@ -1,0 +1,114 @@
+"""doctor compares every enforcement object by content, and `migrate` repairs what it names.
+
+Each case weakens the database side by hand, the way the review did, and checks that doctor
+fails naming the object, and passes again after the repair the failure names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from litellm_memory_patch import doctor, migrator
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA
+from litellm_memory_patch.migrations import enforcement
+from test_cli import run_cli
+
+TABLE = '"LiteLLM_MemoryTable"'
+SELECT_POLICY = enforcement.policies()[0]
+MIGRATE = "migrate"
+
+SABOTAGE = {
+    "update policy opened": (
+        f"ALTER POLICY litellm_memory_update ON {TABLE} USING (true) WITH CHECK (true)",
+        "policy litellm_memory_update", MIGRATE,
+    ),
+    "delete policy opened": (
+        f"ALTER POLICY litellm_memory_delete ON {TABLE} USING (true)",
+        "policy litellm_memory_delete", MIGRATE,
+    ),
+    "insert policy opened": (
+        f"ALTER POLICY litellm_memory_insert ON {TABLE} WITH CHECK (true)",
+        "policy litellm_memory_insert", MIGRATE,
+    ),
+    "select policy widened": (
+        f"ALTER POLICY litellm_memory_select ON {TABLE} USING ({SELECT_POLICY.using} OR user_id IS NULL)",
+        "policy litellm_memory_select", MIGRATE,
+    ),
+    "a fifth policy": (
+        f"CREATE POLICY wide_open ON {TABLE} FOR SELECT TO {APP_ROLE} USING (true)",
+        "policy wide_open", MIGRATE,
+    ),
+    "team admin always": (
+        f"CREATE OR REPLACE FUNCTION {PATCH_SCHEMA}.session_is_team_admin() RETURNS boolean"
+        " LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'SELECT true'",
+        "function session_is_team_admin()", MIGRATE,
+    ),
+    "function lost its search_path": (
+        f"ALTER FUNCTION {PATCH_SCHEMA}.enforce_ownership() RESET search_path",
+        "function enforce_ownership()", MIGRATE,
+    ),
+    "trigger disabled": (
+        f"ALTER TABLE {TABLE} DISABLE TRIGGER {enforcement.TRIGGER_NAME}",
+        f"trigger {enforcement.TRIGGER_NAME}", MIGRATE,
+    ),
+    "row-level security not forced": (
+        f"ALTER TABLE {TABLE} NO FORCE ROW LEVEL SECURITY", "row-level security", MIGRATE,
+    ),
+    "member of the login role": (
+        f"GRANT postgres TO {APP_ROLE}", "restricted role memberships", MIGRATE,
+    ),
+    "made the table's owner": (
+        f"ALTER TABLE {TABLE} OWNER TO {APP_ROLE}",
+        "restricted role memberships", f"ALTER TABLE {TABLE} OWNER TO postgres",
+    ),
+    "role may bypass row-level security": (
+        f"ALTER ROLE {APP_ROLE} BYPASSRLS", "restricted role", f"ALTER ROLE {APP_ROLE} NOBYPASSRLS",
+    ),
+    "extra grant": (f"GRANT TRUNCATE ON {TABLE} TO {APP_ROLE}", "table grants", MIGRATE),
+}
+
+
+def failing(checks: list[doctor.Check]) -> dict[str, str]:
+    return {check.name: check.detail for check in checks if check.status == doctor.FAIL}
+
+
+def test_a_fresh_migration_passes_every_check(migrated_db):
+    checks = doctor.run_checks(migrated_db)
+    assert failing(checks) == {}
+    assert {check.name for check in checks} >= {
+        f"policy {policy.name}" for policy in enforcement.policies()
+    } | {f"function {function.name}()" for function in enforcement.functions("public")}
+
+
+@pytest.mark.parametrize("case", SABOTAGE, ids=str)
+def test_doctor_names_each_weakening_and_passes_after_the_repair(migrated_db, case):
+    statement, check, repair = SABOTAGE[case]
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(statement)
+        failed = failing(doctor.run_checks(migrated_db))
+        assert check in failed, failed
+        # The failure says how to repair it.
+        assert (MIGRATE in failed[check]) if repair == MIGRATE else ("repair" in failed[check])
+        if repair == MIGRATE:
+            migrator.upgrade(migrated_db)
+        else:
+            conn.execute(repair)
+            if case == "made the table's owner":
+                migrator.upgrade(migrated_db)  # the grants the ownership change took along
+    assert failing(doctor.run_checks(migrated_db)) == {}
+
+
+def test_json_carries_the_per_object_results(migrated_db):
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(SABOTAGE["update policy opened"][0])
+    result = run_cli("--database-url", migrated_db.conninfo, "doctor", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    statuses = {check["name"]: check["status"] for check in report["checks"]}
+    assert statuses["policy litellm_memory_update"] == "fail"
+    assert statuses["policy litellm_memory_select"] == "ok"
+    assert statuses["request guard"] == "fail"
+    assert statuses["canary"] == "fail"
