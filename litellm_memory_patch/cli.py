@@ -23,6 +23,7 @@ from .config import (
     DEFAULT_SCHEMA,
     ConfigError,
     DatabaseTarget,
+    check_schema_name,
     database_url_from_env,
     parse_database_url,
 )
@@ -108,7 +109,7 @@ def _add_sql_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    schema = args.schema
+    schema = None if args.schema is None else check_schema_name(args.schema)
     if schema is None:
         try:
             schema = _target(args).schema

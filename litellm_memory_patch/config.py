@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -72,7 +72,10 @@ def parse_database_url(url: str) -> DatabaseTarget:
     query = parse_qsl(parts.query, keep_blank_values=True)
     params = dict(query)
     kept = [(name, value) for name, value in query if name not in PRISMA_ONLY_PARAMETERS]
-    conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(kept)))
+    # quote, not urlencode's default quote_plus: libpq reads "+" as a plus sign, not a space.
+    conninfo = urlunsplit(
+        parts._replace(scheme="postgresql", query=urlencode(kept, quote_via=quote))
+    )
     try:
         conninfo_to_dict(conninfo)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words

@@ -327,12 +327,13 @@ class _Canary:
         )
 
     def insert(self, key: str, *, team: str | None = None, user: str | None = None) -> str | None:
+        # Values as literals, no placeholders: a "%" in the schema's name is no placeholder.
+        values = (f"{key}-{self.token}", f"litellm-memory-patch-doctor-{key}-{self.token}", team, user)
         self.cur.execute(
             sql.SQL(
                 "INSERT INTO {} (memory_id, key, value, team_id, user_id)"
-                " VALUES (%s, %s, 'canary', %s, %s) RETURNING team_id"
-            ).format(self.table),
-            (f"{key}-{self.token}", f"litellm-memory-patch-doctor-{key}-{self.token}", team, user),
+                " VALUES ({}, {}, 'canary', {}, {}) RETURNING team_id"
+            ).format(self.table, *map(sql.Literal, values))
         )
         return self.cur.fetchone()[0]
 

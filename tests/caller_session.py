@@ -36,7 +36,9 @@ def visible_ids(conn: psycopg.Connection, table: str = MEMORY_TABLE) -> set[str]
 
 def insert_row(conn, memory_id, *, team=None, user=None, table: str = MEMORY_TABLE) -> None:
     """A memory row whose key is its id; team/user None leaves the columns NULL."""
+    # The table's name stands in a query with placeholders: a "%" in it must be doubled.
     conn.execute(
-        f"INSERT INTO {table} (memory_id, key, value, team_id, user_id) VALUES (%s, %s, 'v', %s, %s)",
+        f"INSERT INTO {table.replace('%', '%%')} (memory_id, key, value, team_id, user_id)"
+        " VALUES (%s, %s, 'v', %s, %s)",
         (memory_id, memory_id, team, user),
     )

@@ -83,6 +83,18 @@ def test_sql_takes_the_schema_from_the_url_without_connecting():
     assert run_cli("sql", "--schema", "other").stdout.count('"other"."LiteLLM_MemoryTable"') > 1
 
 
+def test_sql_refuses_a_schema_name_no_identifier_can_hold():
+    assert_one_line_error(run_cli("sql", "--schema", ""), "schema name is empty")
+    assert_one_line_error(run_cli("sql", "--schema", "n" * 64), "longer than 63 bytes")
+
+
+def test_sql_quotes_a_hostile_schema_name():
+    result = run_cli("sql", "--schema", "x$check$; SELECT 1; DO $check$BEGIN")
+    assert result.returncode == 0, result.stderr
+    assert '"x$check$; SELECT 1; DO $check$BEGIN"."LiteLLM_MemoryTable"' in result.stdout
+    assert "\nDO $check$" not in result.stdout
+
+
 def test_migrate_doctor_downgrade(litellm_db):
     url = litellm_db.conninfo
     code, report = doctor_json(url)

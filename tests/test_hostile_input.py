@@ -135,3 +135,40 @@ def _httpx(arguments: dict) -> dict:
         arguments["content"] = arguments.pop("data")
     arguments.pop("cookies", None)
     return arguments
+
+
+# -- what Python's JSON accepts and PostgreSQL does not (not among Schemathesis' defaults) --------
+
+JSON = {"Content-Type": "application/json"}
+LONE_SURROGATE = "\\ud800"  # as JSON text: a valid escape, no valid character
+UNREPRESENTABLE = {
+    "key": ("POST", "/v1/memory", '{"key": "k' + LONE_SURROGATE + '", "value": "v"}'),
+    "value": ("PUT", "/v1/memory/k", '{"value": "v' + LONE_SURROGATE + '"}'),
+    "metadata value": ("PUT", "/v1/memory/k", '{"value": "v", "metadata": {"a": "' + LONE_SURROGATE + '"}}'),
+    "metadata key": ("POST", "/v1/memory", '{"key": "k", "value": "v", "metadata": {"' + LONE_SURROGATE + '": 1}}'),
+    "NaN": ("PUT", "/v1/memory/k", '{"value": "v", "metadata": {"n": NaN}}'),
+    "Infinity": ("POST", "/v1/memory", '{"key": "k", "value": "v", "metadata": [-Infinity]}'),
+    "1e400": ("PUT", "/v1/memory/k", '{"value": "v", "metadata": {"n": {"deep": 1e400}}}'),
+}
+
+
+@pytest.mark.parametrize("case", UNREPRESENTABLE, ids=str)
+def test_what_postgresql_cannot_store_is_a_4xx_and_writes_nothing(proxy, case):
+    method, path, body = UNREPRESENTABLE[case]
+    answer = proxy.request(method, path, key=CALLERS[0], content=body, headers=JSON)
+    assert 400 <= answer.status_code < 500, answer.text
+    listed = proxy.request("GET", "/v1/memory", key=CALLERS[0]).json()
+    assert listed["total"] == 0
+
+
+@pytest.mark.parametrize("field", ["team", "user"])
+def test_an_overlong_identity_from_auth_is_a_4xx_not_an_outage(proxy, field):
+    key = api_key(**{"team": "team-a", "user": "user-1", field: "x" * 1_000_000})
+    for method, path, body in (
+        ("POST", "/v1/memory", {"key": "k", "value": "v"}),
+        ("PUT", "/v1/memory/k", {"value": "v"}),
+        ("GET", "/v1/memory/k", None),
+        ("GET", "/v1/memory", None),
+    ):
+        answer = proxy.request(method, path, key=key, json=body)
+        assert answer.status_code != 503 and answer.status_code < 500, (method, path, answer.text)

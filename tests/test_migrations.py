@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -12,8 +13,8 @@ from sqlalchemy.exc import DBAPIError
 
 from caller_session import as_caller, insert_row, visible_ids
 from conftest import create_database
-from litellm_memory_patch import embedded, migrator
-from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, parse_database_url
+from litellm_memory_patch import doctor, embedded, migrator
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, ConfigError, parse_database_url
 
 TABLE = '"LiteLLM_MemoryTable"'
 
@@ -259,3 +260,57 @@ def test_busy_table_times_out_and_changes_nothing(litellm_db):
     assert isinstance(raised.value.orig, errors.LockNotAvailable)
     assert catalog_state(litellm_db.conninfo) == stock
     assert not patch_schema_exists(litellm_db.conninfo)
+
+
+HOSTILE_SCHEMAS = [
+    "x$check$; SELECT 1; DO $check$BEGIN",
+    'we"ird',
+    "it's",
+    "has space",
+    "$body$",
+    "%s per cent",
+]
+
+
+def _copy_into_schema(conninfo: str, schema: str) -> str:
+    """LiteLLM's tables the migrations touch, moved from public into ``schema``."""
+    quoted = sql.Identifier(schema)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(quoted))
+        for name in ("LiteLLM_MemoryTable", "LiteLLM_TeamTable", "LiteLLM_OrganizationMembership"):
+            conn.execute(
+                sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(sql.Identifier("public", name), quoted)
+            )
+    return sql.Identifier(schema, "LiteLLM_MemoryTable").as_string(None)
+
+
+@pytest.mark.parametrize("schema", HOSTILE_SCHEMAS)
+def test_a_schema_name_is_an_identifier_never_sql(litellm_db, schema):
+    table = _copy_into_schema(litellm_db.conninfo, schema)
+    target = parse_database_url(f"{litellm_db.conninfo}&schema={quote(schema, safe='')}")
+    assert target.schema == schema
+    migrator.upgrade(target)
+    assert catalog_state(target.conninfo, table)["row security"] == [(True, True)]
+    assert [c for c in doctor.run_checks(target) if c.status == doctor.FAIL] == []
+    assert_isolated(target.conninfo, table)
+    migrator.downgrade(target)
+    assert catalog_state(target.conninfo, table)["policies"] == []
+
+
+@pytest.mark.parametrize("schema", HOSTILE_SCHEMAS[:2])
+def test_the_printed_script_quotes_a_schema_name(litellm_db, schema):
+    table = _copy_into_schema(litellm_db.conninfo, schema)
+    script = migrator.upgrade_sql(schema=schema)
+    with psycopg.connect(litellm_db.conninfo, autocommit=True) as conn:
+        conn.execute(script)
+    assert catalog_state(litellm_db.conninfo, table)["row security"] == [(True, True)]
+    assert_isolated(litellm_db.conninfo, table)
+
+
+@pytest.mark.parametrize(
+    "query, words",
+    [("schema=" + "n" * 64, "longer than 63 bytes"), ("schema=a%00b", "NUL")],
+)
+def test_a_schema_name_no_identifier_can_hold_is_refused(query, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_database_url(f"postgresql://somewhere/db?{query}")
