@@ -66,16 +66,16 @@ async def open_store(url: str):
     return store
 
 
-async def compare(client, args, n: int, warmup: int):
+async def compare(client, args, n: int, warmup: int, *, repeats: int):
     """Both sides, sequential then concurrent, after a warm-up: (runs, merged) of each."""
     await measurement.interleaved_sequential(client, OPS, SIDES, warmup, args.batch)
-    per_repeat = n // args.repeats
+    per_repeat = n // repeats
     sequential = await measurement.repeated(
-        args.repeats,
+        repeats,
         lambda: measurement.interleaved_sequential(client, OPS, SIDES, per_repeat, args.batch),
     )
     concurrent = await measurement.repeated(
-        args.repeats,
+        repeats,
         lambda: measurement.interleaved_concurrent(
             client, OPS, per_repeat, batch=CONCURRENCY * args.batch // 2
         ),
@@ -103,7 +103,9 @@ async def over_tcp(client, app, args, tcp_url: str) -> dict:
         ):
             store = app.state.litellm_memory_store = await open_store(url)
             try:
-                (_, seq), (_, conc) = await compare(client, args, args.remote_requests, args.warmup // 4)
+                (_, seq), (_, conc) = await compare(
+                    client, args, args.remote_requests, args.warmup // 4, repeats=1
+                )
             finally:
                 app.state.litellm_memory_store = home
                 await store.close()
@@ -144,7 +146,7 @@ async def measure(args, small_url: str, large_url: str | None, tcp_url: str, fol
             }
             print("patched against baseline, sequential and concurrent", flush=True)
             (m["seq_runs"], m["sequential"]), (m["conc_runs"], m["concurrent"]) = await compare(
-                client, args, args.requests, 0
+                client, args, args.requests, 0, repeats=args.repeats
             )
 
             print("where the time goes", flush=True)
@@ -212,7 +214,7 @@ def main() -> None:
     parser.add_argument("--replays", type=int, default=50, help="replays of each request's statements")
     parser.add_argument("--placement-requests", type=int, default=600)
     parser.add_argument(
-        "--remote-requests", type=int, default=300, help="per op and side over TCP; 0 leaves TCP out"
+        "--remote-requests", type=int, default=320, help="per op and side over TCP; 0 leaves TCP out"
     )
     parser.add_argument("--relay-delay-us", type=int, default=500, help="latency added each way")
     parser.add_argument(
