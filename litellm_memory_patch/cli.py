@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
-from . import demo, doctor, migrator
+from . import demo, doctor, exposure, migrator
 from .config import (
     DEFAULT_SCHEMA,
     ConfigError,
@@ -134,6 +134,19 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _add_exposure_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument(
+        "--rows", action="store_true", help="add the memory keys of the reachable rows"
+    )
+
+
+def _exposure(args: argparse.Namespace) -> int:
+    report = exposure.build_report(_target(args), rows=args.rows)
+    print(report.as_json() if args.json else exposure.format_text(report))
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "migrate": Subcommand(
         "add the row-level security to the memory table (upgrade to head)",
@@ -152,6 +165,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "check that the protection is in place and works (read-only)",
         _doctor,
         _add_doctor_arguments,
+    ),
+    "exposure": Subcommand(
+        "report which memory rows LiteLLM's stock rules let other teams' keys reach (read-only)",
+        _exposure,
+        _add_exposure_arguments,
     ),
     # The demo brings its own PostgreSQL and ignores --database-url.
     "demo": Subcommand(

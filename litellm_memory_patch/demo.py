@@ -5,9 +5,12 @@ folder, LiteLLM's schema and this project's migration in it, and the real LiteLL
 patch, served on 127.0.0.1. Demo keys stand for two teams that share one user (the situation of
 the issue) and an admin; :func:`demo_auth` is the proxy's ``custom_auth`` hook that knows them.
 
-The demo replays the issue's steps over HTTP and prints what each one answered, then shows the
-database refusing the same access by direct SQL, then keeps serving so you can try it with curl
-(``--once`` stops after the replay, with a non-zero exit status if any step failed).
+Before the migration the demo records its keys and teams as LiteLLM would, with a few entries
+team 1 wrote before the patch, and takes the ``exposure`` report of that database. It replays the
+issue's steps over HTTP and prints what each one answered, shows the database refusing the same
+access by direct SQL, prints that report (the blast radius the patch closed), then keeps serving
+so you can try it with curl (``--once`` stops after the report, with a non-zero exit status if
+any step failed).
 
 Imports stay light at module level: the CLI imports this module to build its parser.
 """
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import importlib.util
+import json
 import os
 import secrets
 import shutil
@@ -33,6 +38,7 @@ from typing import Any, Callable
 import psycopg
 from psycopg import errors
 
+from . import exposure
 from .config import APP_ROLE, parse_database_url
 from .scope import CallerScope
 
@@ -294,6 +300,66 @@ def database_refuses(conninfo: str) -> bool:
     return all(row[-1] == PASS for row in rows)
 
 
+# -- LiteLLM's own records, as they were before the patch ------------------------------------
+
+# Entries written through team 1's key before the patch (the replay's own entry comes later).
+EARLIER_ENTRIES = {
+    "team-1:roadmap": "team-1",
+    "team-1:customers": "team-1",
+    "demo-user:todo": None,  # a personal entry: no team
+}
+
+
+def record_litellm_state(conninfo: str) -> None:
+    """Write the demo's teams, user and keys the way LiteLLM's proxy does, and earlier entries.
+
+    LiteLLM stores a virtual key as the SHA-256 hex digest of the key; the alias is a name.
+    """
+    with psycopg.connect(conninfo) as conn:
+        for team in ("team-1", "team-2"):
+            members = [{"user_id": "demo-user", "role": "user"}]
+            conn.execute(
+                'INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, members, members_with_roles)'
+                " VALUES (%s, %s, %s, %s)",
+                (team, team, ["demo-user"], json.dumps(members)),
+            )
+        for user, role, teams in (
+            ("demo-user", "internal_user", ["team-1", "team-2"]),
+            ("demo-admin", "proxy_admin", []),
+        ):
+            conn.execute(
+                'INSERT INTO "LiteLLM_UserTable" (user_id, user_role, teams) VALUES (%s, %s, %s)',
+                (user, role, teams),
+            )
+        for api_key, caller in DEMO_KEYS.items():
+            conn.execute(
+                'INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, user_id, team_id)'
+                " VALUES (%s, %s, %s, %s)",
+                (
+                    hashlib.sha256(api_key.encode()).hexdigest(),
+                    api_key.removeprefix("sk-"),
+                    caller.user_id,
+                    caller.team_id,
+                ),
+            )
+        for key, team in EARLIER_ENTRIES.items():
+            conn.execute(
+                f"INSERT INTO {MEMORY_TABLE} (memory_id, key, value, user_id, team_id, created_by,"
+                " updated_by) VALUES (%s, %s, 'written before the patch', 'demo-user', %s,"
+                " 'demo-user', 'demo-user')",
+                (str(uuid.uuid4()), key, team),
+            )
+
+
+def print_exposure(report: str) -> None:
+    say()
+    say("Before the patch's migration, the exposure report of this database")
+    say("(litellm-memory-patch exposure) showed what LiteLLM's stock rules left open:")
+    say()
+    for line in report.splitlines():
+        say("  " + line if line else "")
+
+
 # -- serving --------------------------------------------------------------------------------
 
 
@@ -321,8 +387,10 @@ def curl_lines(base_url: str) -> list[str]:
     ]
 
 
-async def serve(app: Any, sock: socket.socket, conninfo: str, *, once: bool, outcome: dict) -> None:
-    """Serve ``app`` on ``sock``, replay, then stop (``once``) or serve until a signal.
+async def serve(
+    app: Any, sock: socket.socket, conninfo: str, *, once: bool, outcome: dict, exposure_text: str
+) -> None:
+    """Serve ``app`` on ``sock``, replay, print the exposure report, then stop or keep serving.
 
     ``outcome["ok"]`` is set as soon as the replay is done, so that a signal while serving
     still ends the demo with the replay's verdict.
@@ -346,6 +414,7 @@ async def serve(app: Any, sock: socket.socket, conninfo: str, *, once: bool, out
     say()
     outcome["ok"] = ok
     say(f"Replay {'passed' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s.")
+    print_exposure(exposure_text)
     if once:
         server.should_exit = True
     else:
@@ -385,6 +454,9 @@ def run(args: argparse.Namespace) -> int:
         url = server.get_uri()
         say("Applying LiteLLM's schema ...")
         embedded.apply_litellm_schema(url)
+        say("Recording the demo's teams and keys as LiteLLM does, and earlier entries ...")
+        record_litellm_state(url)
+        exposure_text = exposure.format_text(exposure.build_report(parse_database_url(url)))
         say("Applying the patch's migration (row-level security) ...")
         migrator.upgrade(parse_database_url(url))
 
@@ -402,7 +474,9 @@ def run(args: argparse.Namespace) -> int:
         from litellm.proxy.proxy_server import app
 
         say("Starting the proxy with the patch ...")
-        asyncio.run(serve(app, sock, url, once=args.once, outcome=outcome))
+        asyncio.run(
+            serve(app, sock, url, once=args.once, outcome=outcome, exposure_text=exposure_text)
+        )
     except KeyboardInterrupt:
         say("\nStopped.")
         if "ok" not in outcome:

@@ -67,6 +67,11 @@ class Policy:
 
 
 PINNED_PATH = ("search_path=pg_catalog, pg_temp",)
+# The functions the policies and the trigger run, which the guard checks at every request.
+TRACKED_FUNCTIONS = (
+    "session_team_id", "session_user_id", "session_is_admin", "session_reads_all",
+    "session_is_team_admin", "enforce_ownership",
+)
 
 
 def _setting(name: str) -> str:
@@ -181,71 +186,52 @@ END
 
 def _guard_body(names: dict) -> str:
     table = names["table_regclass"]
-    tracked = ", ".join(
-        quote_literal(f"{PATCH_SCHEMA}.{name}()")
-        for name in (
-            "session_team_id", "session_user_id", "session_is_admin", "session_reads_all",
-            "session_is_team_admin", "enforce_ownership",
-        )
-    )
+    tracked = ", ".join(quote_literal(f"{PATCH_SCHEMA}.{name}()") for name in TRACKED_FUNCTIONS)
     return f"""
 DECLARE
     problem pg_catalog.text;
 BEGIN
-    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    PERFORM set_config('lock_timeout', statement_timeout, true),
-            set_config('statement_timeout', statement_timeout, true),
-            set_config('role', '{APP_ROLE}', true);
+    -- Every name below resolves in pg_catalog from here on; this statement's own are qualified.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+            pg_catalog.set_config('lock_timeout', statement_timeout, true),
+            pg_catalog.set_config('statement_timeout', statement_timeout, true),
+            pg_catalog.set_config('role', '{APP_ROLE}', true),
+            pg_catalog.set_config('litellm_memory.team_id', team_id, true),
+            pg_catalog.set_config('litellm_memory.user_id', user_id, true),
+            pg_catalog.set_config('litellm_memory.user_role', user_role, true);
     -- The table's lock first: a migration (which locks it exclusively) then waits for this
     -- request, or this request for it, and the checks below read what it committed.
     LOCK TABLE {names['table']} IN ACCESS SHARE MODE;
-    WITH stamp AS (
-        SELECT xmin AS written_by FROM pg_proc
-        WHERE oid = '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure
-    ),
-    policies AS (
-        SELECT count(*) AS total, count(*) FILTER (WHERE p.xmin = stamp.written_by) AS current
-        FROM pg_policy p, stamp WHERE p.polrelid = {table}
-    ),
-    functions AS (
-        SELECT count(*) FILTER (WHERE f.xmin = stamp.written_by) AS current
-        FROM pg_proc f, stamp
-        WHERE f.oid = ANY (ARRAY[{tracked}]::regprocedure[])
-    ),
-    trigger AS (
-        SELECT count(*) FILTER (
-                   WHERE t.xmin = stamp.written_by AND t.tgenabled IN ('O', 'A')) AS current
-        FROM pg_trigger t, stamp
-        WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
-    )
+    -- One query, one executor start; CASE stops at the first problem. "written_by" is the
+    -- transaction that wrote this very function: migrate writes every object in that one.
     SELECT CASE
         WHEN NOT c.relrowsecurity THEN 'row-level security is disabled on the memory table'
         WHEN NOT c.relforcerowsecurity THEN 'row-level security is not forced on the memory table'
-        WHEN policies.total <> 4 OR policies.current <> 4
+        WHEN ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = c.oid)
+                IS DISTINCT FROM array_fill(guard.written_by, ARRAY[4])
             THEN 'the memory table''s policies are not those migrate created'
-        WHEN trigger.current <> 1
+        WHEN NOT EXISTS (SELECT FROM pg_trigger t
+                         WHERE t.tgrelid = c.oid AND t.tgname = '{TRIGGER_NAME}'
+                           AND t.xmin = guard.written_by AND t.tgenabled IN ('O', 'A'))
             THEN 'the ownership trigger is missing, disabled or not the one migrate created'
-        WHEN functions.current <> 6
+        WHEN ARRAY(SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY (ARRAY[{tracked}]::regprocedure[]))
+                IS DISTINCT FROM array_fill(guard.written_by, ARRAY[{len(TRACKED_FUNCTIONS)}])
             THEN 'a function of the protection is missing or not the one migrate created'
         WHEN revision IS DISTINCT FROM (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
             THEN 'the database is not at the revision this proxy expects'
+        -- As the restricted role already: false too when it was given SUPERUSER or BYPASSRLS.
+        WHEN NOT row_security_active(c.oid)
+            THEN 'the restricted role is not bound by row-level security'
     END
     INTO problem
-    FROM pg_class c, policies, functions, trigger
+    FROM pg_class c,
+         (SELECT xmin AS written_by FROM pg_proc
+          WHERE oid = '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure) AS guard
     WHERE c.oid = {table};
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION '%', problem
             USING ERRCODE = '{GUARD_SQLSTATE}',
                   HINT = 'Run litellm-memory-patch doctor, then litellm-memory-patch migrate.';
-    END IF;
-    PERFORM set_config('litellm_memory.team_id', team_id, true),
-            set_config('litellm_memory.user_id', user_id, true),
-            set_config('litellm_memory.user_role', user_role, true);
-    -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
-    IF NOT row_security_active({table}) THEN
-        RAISE EXCEPTION 'the restricted role is not bound by row-level security'
-            USING ERRCODE = '{GUARD_SQLSTATE}',
-                  HINT = 'Run litellm-memory-patch doctor.';
     END IF;
 END
 """

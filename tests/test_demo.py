@@ -30,6 +30,8 @@ SQL_ROW = re.compile(
     r"^\s+(?:as team 1: )?(SELECT|UPDATE|DELETE|INSERT) .*\s(PASS|FAIL)$", re.MULTILINE
 )
 FOLDER = re.compile(r"Starting PostgreSQL in (\S+) \.\.\.")
+# The exposure report's rows: row team, key team, kind, rows (taken before the migration).
+EXPOSURE_ROW = re.compile(r"^\s+(\S+)\s+(\S+)\s+(cross-team|personal row)\s+(\d+)\s", re.MULTILINE)
 
 
 def free_port() -> int:
@@ -131,6 +133,14 @@ def test_once_replays_every_step_passing_and_cleans_up(run_demo):
     assert {kind for kind, _ in sql} == {"SELECT", "UPDATE", "DELETE", "INSERT"}, process.output
     assert {verdict for _, verdict in sql} == {"PASS"}
     assert "Replay passed" in process.output and "FAIL" not in process.output
+    # It ends with the blast radius of the issue in its own database, before the migration.
+    report = process.output.split("Replay passed", 1)[1]
+    assert EXPOSURE_ROW.findall(report) == [
+        ("team-1", "team-2", "cross-team", "2"),
+        ("(none)", "team-1", "personal row", "1"),
+        ("(none)", "team-2", "personal row", "1"),
+    ]
+    assert "team-1 <- team-2: users demo-user; keys demo-team-2 (live, open)" in report
     assert_gone(pid, process.folder())
 
 
