@@ -77,10 +77,13 @@ async def server_times(conninfo: str, requests: dict, repeats: int) -> dict:
 
 
 async def plans(conninfo: str, requests: dict) -> list[tuple[object, str, str]]:
-    """(key, statement, plan text) for every statement of each request, with buffers."""
+    """(key, statement, plan text) for every statement of each request, with buffers; each
+    request is replayed once before, so that the plans show a warm connection, as a pooled
+    one is (a new connection first reads the catalog)."""
     found = []
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         for key, messages in requests.items():
+            await explain(conn, messages, "ANALYZE, BUFFERS")
             for statement, lines in await explain(conn, messages, "ANALYZE, BUFFERS"):
                 found.append((key, statement, "\n".join(lines)))
     return found

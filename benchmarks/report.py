@@ -157,7 +157,8 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         "`/bench/baseline/v1/memory` (by the benchmark only), behind the same "
         "`user_api_key_auth` dependency, on the same psycopg pool, running the store's own "
         "statements (the same visibility filter included) sent the same way, but with no "
-        "transaction start: no role switch, no check, no settings. The pool logs in as the "
+        "start: no guard call (so no check, no role switch, no settings) and no `BEGIN`/"
+        "`COMMIT` around a PUT. The pool logs in as the "
         "superuser, which skips row-level security although the table FORCEs it.\n"
     )
     add(
@@ -224,7 +225,10 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         + ".\n"
     )
     add("Run-to-run noise: the same ratios in each repeat.\n")
-    add("| operation | p50 ratio per repeat | seq. throughput ratio per repeat | 8-way throughput ratio per repeat |")
+    add(
+        "| operation | p50 ratio per repeat | seq. throughput ratio per repeat | "
+        f"{CONCURRENCY}-way throughput ratio per repeat |"
+    )
     add("| --- | --- | --- | --- |")
     for op in OPS:
         each = [ratios(s, c, op) for s, c in zip(m["seq_runs"], m["conc_runs"])]
