@@ -40,7 +40,11 @@ ATTRIBUTION_ROWS = (
     ("pool_check", "pool check", "the pool's connection check (one empty-query round trip)"),
     ("exchange", "exchange", "sending the messages and waiting for the answers"),
     ("server", "server", "of which the server: planning + execution of each statement (replayed)"),
-    ("wire", "round trips and protocol", "of which the rest: round trips, protocol, psycopg's send and receive"),
+    (
+        "wire", "round trips and protocol",
+        "of which the rest: round trips, protocol, psycopg's send and receive, and the server's "
+        "parse and rewrite (where row-level security adds the policies), which EXPLAIN leaves out",
+    ),
     ("fetch", "reading rows", "reading the rows (psycopg)"),
 )
 
