@@ -32,7 +32,7 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def server_on_loopback(folder: Path):
     """The embedded server, listening on its socket and on 127.0.0.1: yields the superuser's
-    URLs of both (database ``postgres``); the server is stopped afterwards."""
+    URLs of both (database ``postgres``) and the server's log file; stopped afterwards."""
     from pgserver._commands import pg_ctl
 
     from litellm_memory_patch import embedded
@@ -47,6 +47,7 @@ def server_on_loopback(folder: Path):
         yield (
             f"postgresql://postgres@/postgres?host={socket_dir}&port={port}",
             f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            Path(server.log),
         )
     finally:
         pg_ctl(["-w", "-m", "fast", "stop"], **run)

@@ -39,12 +39,13 @@ ATTRIBUTION_ROWS = (
     ("render", "composing", "composing the message: psycopg rendering the statements to bytes"),
     ("pool_check", "pool check", "the pool's connection check (one empty-query round trip)"),
     ("exchange", "exchange", "sending the messages and waiting for the answers"),
-    ("server", "server", "of which the server: planning + execution of each statement (replayed)"),
     (
-        "wire", "round trips and protocol",
-        "of which the rest: round trips, protocol, psycopg's send and receive, and the server's "
-        "parse and rewrite (where row-level security adds the policies), which EXPLAIN leaves out",
+        "logged", "server",
+        "of which the server, as it logs each message: parse, rewrite (where row-level security "
+        "adds its policies), plan and execute every statement",
     ),
+    ("server", "planning + execution", "of those, planning + execution of each statement (replayed)"),
+    ("wire", "round trips and protocol", "the exchange's rest: round trips, protocol, psycopg's send and receive"),
     ("fetch", "reading rows", "reading the rows (psycopg)"),
 )
 
@@ -261,7 +262,8 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         "interleaved like the main measurement, after it: clocks around psycopg's cursor "
         "(`execute`, `fetchall`) and around each endpoint function of both sides. Each row is "
         "the median of that part over the pass, in µs; medians of parts need not add up to the "
-        "median of the whole. The server's share is timed apart: the messages of one request "
+        "median of the whole. The server's share is timed apart, twice: from the server's own log "
+        "of each message (below), and by replaying the messages of one request "
         "per operation and side, captured off the cursor, replayed "
         f"{args.replays} times, statement by statement, as the request ran them (each under "
         "`EXPLAIN (ANALYZE, TIMING OFF)` in a rolled-back savepoint, then for real, in one "
@@ -271,7 +273,8 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
     attribution = {key: medians(clocks) for key, clocks in m["clocks"].items()}
     for key, parts in attribution.items():
         parts["server"] = sum(m["server"][key].values())
-        parts["wire"] = parts["exchange"] - parts["server"]
+        parts["logged"] = sum(m["logged"][key].values())
+        parts["wire"] = parts["exchange"] - parts["logged"]
     header = " | ".join(f"{OP_NAMES[op]} base / patched / extra" for op in OPS)
     add(f"| part (µs) | {header} |")
     add("| --- |" + " ---: |" * len(OPS))
@@ -289,6 +292,18 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         for side in SIDES:
             for (_, label), seconds in m["server"][(op, side)].items():
                 add(f"| {OP_NAMES[op]} | {side} | `{label}` | {us(seconds)} |")
+
+    add(
+        "\nServer time per message as the server logs it (`log_min_duration_statement = 0`, "
+        f"switched on for a pass of {args.log_requests} requests per operation and side; "
+        "median, µs):\n"
+    )
+    add("| operation | side | message | µs |")
+    add("| --- | --- | --- | ---: |")
+    for op in OPS:
+        for side in SIDES:
+            for message, seconds in m["logged"][(op, side)].items():
+                add(f"| {OP_NAMES[op]} | {side} | `{message}` | {us(seconds)} |")
 
     add("\n## Database round trips per request\n")
     add(
@@ -461,7 +476,7 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         extra = {
             name: attribution[(op, "patched")][name] - attribution[(op, "baseline")][name]
             for name, _, _ in ATTRIBUTION_ROWS
-            if name not in ("request", "exchange")
+            if name not in ("request", "exchange", "server")
         }
         largest = sorted(extra.items(), key=lambda item: -abs(item[1]))[:3]
         labels = {name: short for name, short, _ in ATTRIBUTION_ROWS}

@@ -8,7 +8,7 @@ it. It then measures, prints the targets and writes ``docs/BENCHMARKS.md``:
 
 - latency (p50, p95) and throughput, sequential and 8 at a time, for GET by key, list page 1,
   PUT (update) and POST, patched against baseline, interleaved, in repeats (``measurement``);
-- where the patched request's extra time goes (``attribution``, ``plans``);
+- where the patched request's extra time goes (``attribution``, ``plans``, ``serverlog``);
 - database round trips per request, from libpq's protocol trace (``tracing``);
 - what a route's place in LiteLLM's table costs (``placement``);
 - the same comparison over TCP, and with latency added on loopback (``remote``);
@@ -41,6 +41,7 @@ import placement  # noqa: E402
 import plans  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
+import serverlog  # noqa: E402
 import tracing  # noqa: E402
 from workload import (  # noqa: E402
     CONCURRENCY,
@@ -113,7 +114,9 @@ async def over_tcp(client, app, args, tcp_url: str) -> dict:
     return found
 
 
-async def measure(args, small_url: str, large_url: str | None, tcp_url: str, folder: Path) -> dict:
+async def measure(
+    args, small_url: str, large_url: str | None, tcp_url: str, server_log: Path, folder: Path
+) -> dict:
     import httpx
     from asgi_lifespan import LifespanManager
 
@@ -159,6 +162,9 @@ async def measure(args, small_url: str, large_url: str | None, tcp_url: str, fol
                 for side in SIDES
             }
             m["server"] = await plans.server_times(small_url, captured, args.replays)
+            m["logged"] = await serverlog.server_time(
+                client, small_url, server_log, OPS, args.log_requests
+            )
 
             print("route placement", flush=True)
             m["trivial"] = await placement.trivial_first_and_last(
@@ -212,6 +218,7 @@ def main() -> None:
     parser.add_argument("--trace-requests", type=int, default=50)
     parser.add_argument("--attribution-requests", type=int, default=300)
     parser.add_argument("--replays", type=int, default=50, help="replays of each request's statements")
+    parser.add_argument("--log-requests", type=int, default=100, help="per op and side with the statement log on")
     parser.add_argument("--placement-requests", type=int, default=600)
     parser.add_argument(
         "--remote-requests", type=int, default=320, help="per op and side over TCP; 0 leaves TCP out"
@@ -234,7 +241,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="litellm-memory-bench-", ignore_cleanup_errors=True) as tmp,
-        remote.server_on_loopback(Path(tmp) / "pgdata") as (server_url, tcp_url),
+        remote.server_on_loopback(Path(tmp) / "pgdata") as (server_url, tcp_url, server_log),
     ):
         folder = Path(tmp)
         print("seeding the databases", flush=True)
@@ -269,7 +276,7 @@ def main() -> None:
                 filter(None, [str(ROOT / "tests"), str(ROOT / "benchmarks"), os.environ.get("PYTHONPATH")])
             ),
         )
-        measured = asyncio.run(measure(args, small_url, large_url, tcp_url, folder))
+        measured = asyncio.run(measure(args, small_url, large_url, tcp_url, server_log, folder))
 
         rss = {"stock": [], "patched": []}
         if args.rss_runs:
