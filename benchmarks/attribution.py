@@ -9,6 +9,9 @@ For the pass only, clocks wrap psycopg's ``AsyncCursor.execute`` and ``fetchall`
 - ``pool_check``: the pool's connection check (an empty query on every check-out);
 - ``render``: composing the message: psycopg rendering the statements to the bytes it sends;
 - ``exchange``: sending each message and waiting for its answer (the server's work inside);
+- ``logged``: the server's own time for the request's messages, from its statement log
+  (``serverlog``), read after each request;
+- ``wire``: the exchange less the logged server time (round trips, protocol, psycopg);
 - ``fetch``: psycopg reading the answer's rows;
 - ``own``: the handler's own Python, the endpoint minus the four parts above (checks, scope,
   building the statements, the pool's bookkeeping, building the answer).
@@ -25,14 +28,16 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
+import serverlog
 from measurement import interleaved_sequential
 from workload import PREFIX, SIDES, send
 
-PARTS = ("request", "outside", "own", "pool_check", "render", "exchange", "fetch")
+PARTS = ("request", "outside", "own", "pool_check", "render", "exchange", "logged", "wire", "fetch")
 
 
 @dataclass
@@ -41,11 +46,13 @@ class Clock:
 
     parts: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     messages: list[str] = field(default_factory=list)
+    logged: list[tuple[str, float]] = field(default_factory=list)  # (message, seconds)
 
     def derive(self) -> None:
         database = sum(self.parts[name] for name in ("pool_check", "render", "exchange", "fetch"))
         self.parts["outside"] = self.parts["request"] - self.parts["endpoint"]
         self.parts["own"] = self.parts["endpoint"] - database
+        self.parts["wire"] = self.parts["exchange"] - self.parts["logged"]
 
 
 _current: Clock | None = None  # the request being timed (the pass runs one at a time)
@@ -114,26 +121,34 @@ def probes(app):
 
 
 @contextlib.contextmanager
-def clocked(into: list[Clock]):
-    """Time one request into a new :class:`Clock` appended to ``into``."""
+def clocked(into: list[Clock], log: Path | None = None):
+    """Time one request into a new :class:`Clock` appended to ``into``; with the server's
+    ``log``, what it logged for the request's messages too."""
     global _current
     clock = _current = Clock()
+    offset = log.stat().st_size if log else 0
     start = time.perf_counter()
     try:
         yield clock
     finally:
         clock.parts["request"] = time.perf_counter() - start
         _current = None
+        if log:
+            clock.logged = serverlog.logged_since(log, offset)
+            clock.parts["logged"] = sum(seconds for _, seconds in clock.logged)
         clock.derive()
         into.append(clock)
 
 
-async def attribution_pass(client, app, ops, n: int, batch: int) -> dict[tuple[str, str], list[Clock]]:
-    """``n`` clocked requests per op and side, interleaved as the main measurement is."""
+async def attribution_pass(
+    client, app, ops, n: int, batch: int, *, conninfo: str, log: Path
+) -> dict[tuple[str, str], list[Clock]]:
+    """``n`` clocked requests per op and side, interleaved as the main measurement is, with
+    the server logging every message (of ``conninfo``'s server, into ``log``)."""
     clocks: dict[tuple[str, str], list[Clock]] = {(op, side): [] for op in ops for side in SIDES}
-    with probes(app):
+    with probes(app), serverlog.logging_every_message(conninfo):
         await interleaved_sequential(
-            client, ops, SIDES, n, batch, timed=lambda op, side: clocked(clocks[(op, side)])
+            client, ops, SIDES, n, batch, timed=lambda op, side: clocked(clocks[(op, side)], log)
         )
     return clocks
 
@@ -155,3 +170,12 @@ async def capture(client, app, op: str, side: str, i: int, *, conninfo: str) -> 
 def medians(clocks: list[Clock]) -> dict[str, float]:
     """The median of each part, in seconds (medians of parts need not add up exactly)."""
     return {name: statistics.median(clock.parts[name] for clock in clocks) for name in PARTS}
+
+
+def logged_medians(clocks: list[Clock]) -> dict[str, float]:
+    """The median of each message's logged server time, in seconds, by message."""
+    found: dict[str, list[float]] = {}
+    for clock in clocks:
+        for message, seconds in clock.logged:
+            found.setdefault(message, []).append(seconds)
+    return {message: statistics.median(values) for message, values in found.items()}

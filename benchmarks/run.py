@@ -41,7 +41,6 @@ import placement  # noqa: E402
 import plans  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
-import serverlog  # noqa: E402
 import tracing  # noqa: E402
 from workload import (  # noqa: E402
     CONCURRENCY,
@@ -154,7 +153,8 @@ async def measure(
 
             print("where the time goes", flush=True)
             m["clocks"] = await attribution.attribution_pass(
-                client, app, OPS, args.attribution_requests, args.batch
+                client, app, OPS, args.attribution_requests, args.batch,
+                conninfo=small_url, log=server_log,
             )
             captured = {
                 (op, side): await attribution.capture(client, app, op, side, 7, conninfo=small_url)
@@ -162,9 +162,6 @@ async def measure(
                 for side in SIDES
             }
             m["server"] = await plans.server_times(small_url, captured, args.replays)
-            m["logged"] = await serverlog.server_time(
-                client, small_url, server_log, OPS, args.log_requests
-            )
 
             print("route placement", flush=True)
             m["trivial"] = await placement.trivial_first_and_last(
@@ -218,7 +215,6 @@ def main() -> None:
     parser.add_argument("--trace-requests", type=int, default=50)
     parser.add_argument("--attribution-requests", type=int, default=300)
     parser.add_argument("--replays", type=int, default=50, help="replays of each request's statements")
-    parser.add_argument("--log-requests", type=int, default=100, help="per op and side with the statement log on")
     parser.add_argument("--placement-requests", type=int, default=600)
     parser.add_argument(
         "--remote-requests", type=int, default=320, help="per op and side over TCP; 0 leaves TCP out"
