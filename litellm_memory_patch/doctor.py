@@ -82,8 +82,8 @@ def _policy_checks(conn: psycopg.Connection, table: str) -> list[Check]:
         reason = _short(exc.diag.message_primary or exc)
         return [Check("policies", FAIL, f"cannot compare them with this version's ({reason}); {MIGRATE_HINT}")]
     checks = []
-    for name, want in expected.items():
-        have = found.get(name)
+    for name in (policy.name for policy in enforcement.policies()):
+        want, have = expected[name], found.get(name)
         if have is None:
             checks.append(Check(f"policy {name}", FAIL, f"missing; {MIGRATE_HINT}"))
             continue

@@ -69,8 +69,8 @@ class Policy:
 PINNED_PATH = ("search_path=pg_catalog, pg_temp",)
 # The functions the policies and the trigger run, which the guard checks at every request.
 TRACKED_FUNCTIONS = (
-    "session_team_id", "session_user_id", "session_is_admin", "session_reads_all",
-    "session_is_team_admin", "enforce_ownership",
+    "session_team_id", "session_user_id", "session_is_admin", "session_is_team_admin",
+    "enforce_ownership",
 )
 
 
@@ -81,31 +81,31 @@ def _setting(name: str) -> str:
     return f"CASE WHEN {value} OPERATOR(pg_catalog.<>) '' THEN {value} END"
 
 
+# The caller's scope as SQL expressions, used alike by the SQL functions (whose bodies the
+# planner parses again wherever it inlines them) and, directly, by the policies (parsed once,
+# when created, so a statement under row-level security pays no parsing for them).
+CALLER_TEAM = _setting("team_id")
+CALLER_USER = _setting("user_id")
 _USER_ROLE = "pg_catalog.current_setting('litellm_memory.user_role', true)"
+# proxy_admin: every row, any write.
+CALLER_IS_ADMIN = f"coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) 'proxy_admin', false)"
+# proxy_admin and proxy_admin_viewer read every row; the viewer writes like anyone else.
+CALLER_READS_ALL = (
+    f"coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) ANY"
+    " (ARRAY['proxy_admin', 'proxy_admin_viewer']::pg_catalog.text[]), false)"
+)
+# Functions earlier revisions created that nothing uses any more.
+RETIRED_FUNCTIONS = ("session_reads_all",)
 
 
 def functions(schema: str) -> tuple[Function, ...]:
     """Every function of the enforcement, for LiteLLM's tables in ``schema``."""
     names = _names(schema)
     return (
+        Function("session_team_id", "", "text", "sql", "s", False, (), f" SELECT {CALLER_TEAM} "),
+        Function("session_user_id", "", "text", "sql", "s", False, (), f" SELECT {CALLER_USER} "),
         Function(
-            "session_team_id", "", "text", "sql", "s", False, (),
-            f" SELECT {_setting('team_id')} ",
-        ),
-        Function(
-            "session_user_id", "", "text", "sql", "s", False, (),
-            f" SELECT {_setting('user_id')} ",
-        ),
-        # proxy_admin: every row, any write.
-        Function(
-            "session_is_admin", "", "boolean", "sql", "s", False, (),
-            f" SELECT coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) 'proxy_admin', false) ",
-        ),
-        # proxy_admin and proxy_admin_viewer read every row; the viewer writes like anyone else.
-        Function(
-            "session_reads_all", "", "boolean", "sql", "s", False, (),
-            f" SELECT coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) ANY"
-            " (ARRAY['proxy_admin', 'proxy_admin_viewer']::pg_catalog.text[]), false) ",
+            "session_is_admin", "", "boolean", "sql", "s", False, (), f" SELECT {CALLER_IS_ADMIN} "
         ),
         # Team-admin and org-admin status, from LiteLLM's own tables, for the session's own
         # team and user only. SECURITY DEFINER: the restricted role cannot read those tables.
@@ -141,8 +141,8 @@ def functions(schema: str) -> tuple[Function, ...]:
             "enforce_ownership", "", "trigger", "plpgsql", "v", False, PINNED_PATH,
             f"""
 DECLARE
-    caller_team text := {PATCH_SCHEMA}.session_team_id();
-    caller_user text := {PATCH_SCHEMA}.session_user_id();
+    caller_team text;
+    caller_user text;
 BEGIN
     -- Only the restricted role is confined. The table owner is fenced off by forced row-level
     -- security (it has no policy); superusers are trusted by PostgreSQL's design.
@@ -150,6 +150,8 @@ BEGIN
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
+        caller_team := {PATCH_SCHEMA}.session_team_id();
+        caller_user := {PATCH_SCHEMA}.session_user_id();
         IF caller_team IS NULL AND caller_user IS NULL THEN
             RAISE EXCEPTION 'litellm_memory: no caller scope in this transaction'
                 USING ERRCODE = 'insufficient_privilege';
@@ -187,8 +189,14 @@ END
 def _guard_body(names: dict) -> str:
     table = names["table_regclass"]
     tracked = ", ".join(quote_literal(f"{PATCH_SCHEMA}.{name}()") for name in TRACKED_FUNCTIONS)
+    tracked_array = f"ARRAY[{tracked}]::regprocedure[]"
+    written_by = (
+        f"(SELECT xmin FROM pg_proc WHERE oid ="
+        f" '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure)"
+    )
     return f"""
 DECLARE
+    intact pg_catalog.bool;
     problem pg_catalog.text;
 BEGIN
     -- Every name below resolves in pg_catalog from here on; this statement's own are qualified.
@@ -202,50 +210,64 @@ BEGIN
     -- The table's lock first: a migration (which locks it exclusively) then waits for this
     -- request, or this request for it, and the checks below read what it committed.
     LOCK TABLE {names['table']} IN ACCESS SHARE MODE;
-    -- One query, one executor start; CASE stops at the first problem. "written_by" is the
-    -- transaction that wrote this very function: migrate writes every object in that one.
+    -- The fast path, one query: every object is the catalog row the transaction that wrote
+    -- this very function wrote (migrate writes them all in that one), row-level security is
+    -- enabled, forced and binds this role, and the revision is the one expected.
+    SELECT c.relrowsecurity AND c.relforcerowsecurity
+           AND row_security_active(c.oid)
+           AND revision = (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
+           AND ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table}
+                     UNION ALL
+                     SELECT t.xmin FROM pg_trigger t
+                     WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
+                       AND t.tgenabled IN ('O', 'A')
+                     UNION ALL
+                     SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY ({tracked_array}))
+               = array_fill({written_by}, ARRAY[{4 + 1 + len(TRACKED_FUNCTIONS)}])
+    INTO intact
+    FROM pg_class c
+    WHERE c.oid = {table};
+    IF intact THEN
+        RETURN;
+    END IF;
+    -- Something is off: name the first problem.
     SELECT CASE
         WHEN NOT c.relrowsecurity THEN 'row-level security is disabled on the memory table'
         WHEN NOT c.relforcerowsecurity THEN 'row-level security is not forced on the memory table'
-        WHEN ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = c.oid)
-                IS DISTINCT FROM array_fill(guard.written_by, ARRAY[4])
+        WHEN ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table})
+                IS DISTINCT FROM array_fill({written_by}, ARRAY[4])
             THEN 'the memory table''s policies are not those migrate created'
         WHEN NOT EXISTS (SELECT FROM pg_trigger t
-                         WHERE t.tgrelid = c.oid AND t.tgname = '{TRIGGER_NAME}'
-                           AND t.xmin = guard.written_by AND t.tgenabled IN ('O', 'A'))
+                         WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
+                           AND t.xmin = {written_by} AND t.tgenabled IN ('O', 'A'))
             THEN 'the ownership trigger is missing, disabled or not the one migrate created'
-        WHEN ARRAY(SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY (ARRAY[{tracked}]::regprocedure[]))
-                IS DISTINCT FROM array_fill(guard.written_by, ARRAY[{len(TRACKED_FUNCTIONS)}])
-            THEN 'a function of the protection is missing or not the one migrate created'
         WHEN revision IS DISTINCT FROM (SELECT version_num FROM {PATCH_SCHEMA}.alembic_version)
             THEN 'the database is not at the revision this proxy expects'
-        -- As the restricted role already: false too when it was given SUPERUSER or BYPASSRLS.
+        -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
         WHEN NOT row_security_active(c.oid)
             THEN 'the restricted role is not bound by row-level security'
+        ELSE 'a function of the protection is missing or not the one migrate created'
     END
     INTO problem
-    FROM pg_class c,
-         (SELECT xmin AS written_by FROM pg_proc
-          WHERE oid = '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure) AS guard
+    FROM pg_class c
     WHERE c.oid = {table};
-    IF problem IS NOT NULL THEN
-        RAISE EXCEPTION '%', problem
-            USING ERRCODE = '{GUARD_SQLSTATE}',
-                  HINT = 'Run litellm-memory-patch doctor, then litellm-memory-patch migrate.';
-    END IF;
+    RAISE EXCEPTION '%', problem
+        USING ERRCODE = '{GUARD_SQLSTATE}',
+              HINT = 'Run litellm-memory-patch doctor, then litellm-memory-patch migrate.';
 END
 """
 
 
 def policies() -> tuple[Policy, ...]:
-    """The four policies for the restricted role. Every session_*() call is wrapped in a
-    sub-select, so PostgreSQL evaluates it once per statement (an InitPlan), not per row."""
+    """The four policies for the restricted role. Every reading of the caller's scope is
+    wrapped in a sub-select, so PostgreSQL evaluates it once per statement (an InitPlan), not
+    per row, and the query's own key and team_id conditions keep using LiteLLM's indexes."""
     patch = PATCH_SCHEMA
-    caller_team = f"(SELECT {patch}.session_team_id())"
-    caller_user = f"(SELECT {patch}.session_user_id())"
-    is_admin = f"(SELECT {patch}.session_is_admin())"
+    caller_team = f"(SELECT {CALLER_TEAM})"
+    caller_user = f"(SELECT {CALLER_USER})"
+    is_admin = f"(SELECT {CALLER_IS_ADMIN})"
     visible = (
-        f"(SELECT {patch}.session_reads_all())"
+        f"(SELECT {CALLER_READS_ALL})"
         f" OR team_id = {caller_team}"
         f" OR (team_id IS NULL AND user_id = {caller_user} AND {caller_team} IS NULL)"
     )
@@ -352,6 +374,7 @@ def upgrade_sql(schema: str) -> str:
     ]
     parts += [_create_function_sql(function) for function in functions(schema)]
     parts.append(_drop_every_policy(names))
+    parts += [f"DROP FUNCTION IF EXISTS {PATCH_SCHEMA}.{name}();" for name in RETIRED_FUNCTIONS]
     parts += [create_policy_sql(policy, table) for policy in policies()]
     parts += [
         f"DROP TRIGGER IF EXISTS {TRIGGER_NAME} ON {table};",

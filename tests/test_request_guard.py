@@ -37,7 +37,7 @@ CHANGES = {
         f"ALTER TABLE {TABLE} DISABLE TRIGGER {enforcement.TRIGGER_NAME}", "trigger",
     ),
     "replace a function": (
-        f"CREATE OR REPLACE FUNCTION {PATCH_SCHEMA}.session_reads_all() RETURNS boolean"
+        f"CREATE OR REPLACE FUNCTION {PATCH_SCHEMA}.session_is_admin() RETURNS boolean"
         " LANGUAGE sql STABLE AS 'SELECT true'",
         "function",
     ),
