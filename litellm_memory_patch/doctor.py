@@ -21,6 +21,7 @@ from psycopg import errors, sql
 from . import migrator
 from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget
 from .migrations import enforcement
+from .unknowns import columns_check
 
 OK = "ok"
 WARN = "warn"
@@ -447,6 +448,7 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
             checks.append(_trigger_check(cur, table))
             checks += _role_checks(cur, table)
             checks.append(_grant_check(cur, table))
+            checks.append(columns_check(cur, table))
         checks.append(_guard_check(conn))
         checks.append(_canary(conn, target.schema))
     return checks

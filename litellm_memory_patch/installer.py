@@ -9,13 +9,14 @@ or not migrated never stops the proxy: the memory routes answer 503 until it is 
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
+import weakref
 
 from fastapi import FastAPI
 from starlette.routing import Match
 
-from . import __version__, routes
+from . import __version__, routes, unknowns
 from .config import ConfigError, load_settings
 from .store import MemoryStore
 
@@ -23,8 +24,8 @@ logger = logging.getLogger("litellm_memory_patch")
 
 MEMORY_PATH = "/v1/memory"
 
-# Tasks that close a pool when the event loop shuts down; a reference keeps them alive.
-_closers: set[asyncio.Task] = set()
+# The stores whose pools LiteLLM's shutdown closes; weakly held, a replaced store may go.
+_to_close: weakref.WeakSet = weakref.WeakSet()
 
 
 def _is_memory_route(route, stock_router) -> bool:
@@ -82,18 +83,28 @@ def swap_routes(app: FastAPI) -> int:
     return len(stock)
 
 
-def _close_when_loop_stops(store: MemoryStore) -> None:
-    # LiteLLM's lifespan has no shutdown hook for plugins; the server cancels every task when
-    # its event loop stops, and this one closes the pool then.
-    async def wait_then_close() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await store.close()
+def _close_at_shutdown(store: MemoryStore) -> None:
+    # LiteLLM's lifespan has no shutdown hook for plugins, and the servers it runs under do not
+    # cancel leftover tasks before the worker exits (uvicorn re-raises SIGTERM once its shutdown
+    # is done), so the pool would be dropped, not closed. The lifespan calls LiteLLM's
+    # proxy_shutdown_event by name at shutdown: the pools close right after it.
+    from litellm.proxy import proxy_server
 
-    task = asyncio.get_running_loop().create_task(wait_then_close(), name="litellm-memory-patch")
-    _closers.add(task)
-    task.add_done_callback(_closers.discard)
+    _to_close.add(store)
+    litellm_shutdown = proxy_server.proxy_shutdown_event
+    if getattr(litellm_shutdown, "closes_memory_pools", False):
+        return
+
+    @functools.wraps(litellm_shutdown)
+    async def shutdown_then_close(*args, **kwargs):
+        try:
+            await litellm_shutdown(*args, **kwargs)
+        finally:
+            for pending in list(_to_close):
+                await pending.close()
+
+    shutdown_then_close.closes_memory_pools = True
+    proxy_server.proxy_shutdown_event = shutdown_then_close
 
 
 def _announce_to_bare_logging() -> None:
@@ -122,7 +133,7 @@ async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
         return None
     store = MemoryStore(settings)
     await store.open()
-    _close_when_loop_stops(store)
+    _close_at_shutdown(store)
     app.state.litellm_memory_store = store
     problem = await store.readiness_problem()
     if problem:
@@ -138,4 +149,5 @@ async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
             __version__,
             removed,
         )
+    await unknowns.warn_about_unknowns(app, None if problem else settings)
     return store

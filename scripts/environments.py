@@ -1,6 +1,9 @@
 """Self-contained set-up for the demo and the test suite: one virtual environment per tested
 LiteLLM version, installed from that version's pinned constraints file.
 
+An environment installs ``litellm[proxy]==X``, or, when ``constraints/litellm-X.in`` exists, the
+requirements listed there instead (for a version whose ``proxy`` extra cannot be resolved).
+
 Needs nothing but Python 3.10+. An environment is rebuilt only when its constraints file or the
 package metadata changed since it was last installed.
 """
@@ -27,10 +30,20 @@ def tested_versions() -> list[str]:
     return sorted(names, key=lambda v: tuple(int(part) for part in v.split(".")))
 
 
+def _litellm_requirements(litellm_version: str) -> list[str]:
+    """What pip installs for LiteLLM itself: the version's own list if it has one."""
+    listed = CONSTRAINTS / f"litellm-{litellm_version}.in"
+    if listed.exists():
+        return ["-r", str(listed)]
+    return [f"litellm[proxy]=={litellm_version}"]
+
+
 def _fingerprint(constraints: Path) -> str:
     digest = hashlib.sha256()
-    for path in (constraints, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
-        digest.update(path.read_bytes())
+    listed = constraints.with_suffix(".in")
+    for path in (constraints, listed, ROOT / "setup.cfg", ROOT / "pyproject.toml"):
+        if path.exists():
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -45,15 +58,13 @@ def python_for(litellm_version: str) -> Path:
     fingerprint = _fingerprint(constraints)
     if python.exists() and stamp.exists() and stamp.read_text() == fingerprint:
         return python
-    print(f"Setting up an environment for LiteLLM {litellm_version} (a few minutes the first time)…", flush=True)
+    print(f"Setting up an environment for LiteLLM {litellm_version} (1 to 2 min)…", flush=True)
     shutil.rmtree(home, ignore_errors=True)
     venv.EnvBuilder(with_pip=True).create(home)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run(
-        [*pip, "-c", str(constraints), f"litellm[proxy]=={litellm_version}", "-e", f"{ROOT}[test]"],
-        check=True,
-    )
+    litellm = _litellm_requirements(litellm_version)
+    subprocess.run([*pip, "-c", str(constraints), *litellm, "-e", f"{ROOT}[test]"], check=True)
     stamp.write_text(fingerprint)
     return python
 

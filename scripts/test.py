@@ -3,11 +3,12 @@
     python3 scripts/test.py [pytest arguments]
 
 Each version runs in its own virtual environment, installed from constraints/litellm-X.txt.
-``--litellm X`` runs one version only.
+``--litellm X`` runs one version only. The summary gives the time of each part.
 """
 
 import argparse
 import sys
+import time
 
 from environments import ensure_pgbouncer, python_for, run, tested_versions
 
@@ -20,13 +21,17 @@ def main() -> int:
     ensure_pgbouncer()
     results = {}
     for version in versions:
+        started = time.monotonic()
         python = python_for(version)
+        built = time.monotonic()
         print(f"\n=== LiteLLM {version} ===", flush=True)
-        results[version] = run(python, "-m", "pytest", *pytest_args)
+        code = run(python, "-m", "pytest", *pytest_args)
+        results[version] = (code, built - started, time.monotonic() - built)
     print()
-    for version, code in results.items():
-        print(f"LiteLLM {version}: {'passed' if code == 0 else f'FAILED (pytest exit {code})'}")
-    return 0 if all(code == 0 for code in results.values()) else 1
+    for version, (code, setup, tests) in results.items():
+        outcome = "passed" if code == 0 else f"FAILED (pytest exit {code})"
+        print(f"LiteLLM {version}: {outcome}; environment {setup:.0f} s, tests {tests:.0f} s")
+    return 0 if all(code == 0 for code, _, _ in results.values()) else 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ CHECK_NAMES = [
     "role switch",
     "login role",
     "table grants",
+    "known schema",
     "request guard",
     "canary",
 ]

@@ -117,15 +117,18 @@ def _breaks_litellm_auth(case) -> bool:
     return bool(case.path_parameters) and not isinstance(case.body, (dict, NotSet))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LiteLLM's user_api_key_auth copies path parameters into the parsed body with "
-    "dict.setdefault, so a JSON array body on a route with a path parameter fails there (a 500 "
-    "on a real server) before the route runs; the same happens on LiteLLM's stock memory routes",
-)
 def test_litellm_auth_and_a_json_array_body_on_a_keyed_route(proxy):
-    answer = proxy.request("PUT", "/v1/memory/k", key=CALLERS[0], json=[])
-    assert answer.status_code < 500
+    try:
+        answer = proxy.request("PUT", "/v1/memory/k", key=CALLERS[0], json=[])
+    except AttributeError:
+        pytest.xfail(
+            "LiteLLM's user_api_key_auth copies path parameters into the parsed body with"
+            " dict.setdefault, so a JSON array body on a route with a path parameter raises there"
+            " (a 500 on a real server) before the route runs; the same happens on LiteLLM's stock"
+            " memory routes"
+        )
+    # LiteLLM 1.110.2's auth refuses such a body itself, before any route runs.
+    assert answer.status_code == 400, answer.text
 
 
 def _httpx(arguments: dict) -> dict:
