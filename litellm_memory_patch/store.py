@@ -183,7 +183,6 @@ class MemoryTransaction:
         self._conn = conn
         self._table = table
         self._start = start
-        self._unguarded = start is None
         # An explicit transaction is open (a request of more than one round trip).
         self.open = False
         self._done = False
@@ -195,7 +194,7 @@ class MemoryTransaction:
             # After the request's last message the connection is back to the login role:
             # never run a statement there.
             raise RuntimeError("the request's transaction is already committed")
-        if self._unguarded:
+        if self._start is None:
             return list(statements)
         if not self.open:
             # The request's first message. Alone it is one implicit transaction; followed by
@@ -211,8 +210,9 @@ class MemoryTransaction:
             await cur.execute(message, prepare=False)
             # Only now, with the message run: had composing or sending it failed, the next
             # statement must still go out behind the start, never on its own.
-            self.open = not last and not self._unguarded
-            self._done = last and not self._unguarded
+            guarded = self._start is not None
+            self.open = guarded and not last
+            self._done = guarded and last
             while True:
                 if cur.description is not None:
                     results.append(await cur.fetchall())

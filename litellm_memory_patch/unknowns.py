@@ -17,6 +17,7 @@ import psycopg
 
 from . import __version__
 from .config import Settings, quote_ident
+from .migrations.enforcement import TABLE_NAME
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -91,9 +92,7 @@ def unknown_columns(names) -> list[str]:
 
 
 def _table(schema: str) -> str:
-    from .doctor import TABLE  # doctor imports this module, so not at the top
-
-    return f"{quote_ident(schema)}.{quote_ident(TABLE)}"
+    return f"{quote_ident(schema)}.{quote_ident(TABLE_NAME)}"
 
 
 async def _columns(settings: Settings) -> list[str]:
