@@ -43,11 +43,12 @@ async def trivial_first_and_last(client, app, n: int, batch: int):
         table.remove(last)
 
 
-def stock_successor(app):
-    """The route that follows LiteLLM's stock memory routes (read before the patch swaps them)."""
+def stock_place(app):
+    """Where LiteLLM's stock memory routes stand (read before the patch swaps them): the index
+    of the first, and the route that follows the last."""
     table = app.router.routes
-    last = max(i for i, route in enumerate(table) if getattr(route, "path", "").startswith(MEMORY_PATH))
-    return table[last + 1] if last + 1 < len(table) else None
+    found = [i for i, route in enumerate(table) if getattr(route, "path", "").startswith(MEMORY_PATH)]
+    return found[0], (table[found[-1] + 1] if found[-1] + 1 < len(table) else None)
 
 
 async def memory_routes_moved(client, app, successor, n: int, batch: int, warmup: int):

@@ -166,11 +166,11 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         "whole app. The patch is activated by LiteLLM's startup hook, as in production.\n"
     )
     add(
-        "**Patched**: the project's `/v1/memory` routes: one transaction per request that "
-        "switches to `litellm_memory_app`, checks the database's protection and sets the "
-        "caller's scope (transaction-local), sent in one message with the request's first "
-        "statement, then the statements under row-level security (the messages themselves are "
-        "shown under round trips below).\n"
+        "**Patched**: the project's `/v1/memory` routes: each request starts with the store's "
+        "guard call, which checks the database's protection, switches to `litellm_memory_app` "
+        "and sets the caller's scope (transaction-local), sent in one message with the "
+        "request's first statements, which then run under row-level security (the messages "
+        "themselves, as counted on the wire, are shown under round trips below).\n"
     )
     add(
         "**Baseline**: LiteLLM's stock handlers need Prisma, which cannot run here, so the "
@@ -186,8 +186,7 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         "**Where the routes sit**: Starlette tries an app's routes in order. The patch puts its "
         f"routes first in LiteLLM's table (index {placed['patched position']} here, behind only "
         "the baseline's routes, which the benchmark mounts right before them); LiteLLM's own "
-        f"memory routes stand at index {placed['stock position']} of "
-        f"{m['table_size']}. The baseline's four routes and the patched ones are thus both near "
+        f"memory routes stand at index {m['stock_index']} of {m['table_size']}. The baseline's four routes and the patched ones are thus both near "
         "the top: a patched request is tried against the four baseline routes first (a few "
         "microseconds, see the placement section), a baseline request against none. The gain "
         "from the placement itself is measured apart, below, and is not part of the ratios.\n"
@@ -367,7 +366,8 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
     add(
         "The patched routes where the patch now puts them (index "
         f"{placed['patched position']}) against the same routes moved back to where LiteLLM's "
-        f"stock memory routes stand (index {placed['stock position']}), "
+        f"stock memory routes stand (index {placed['stock position']} of the table as it is "
+        "during the run, with the benchmark's routes at the top), "
         f"{m['moved_requests']} requests each, interleaved. This gain is the placement's "
         "alone: the enforcement ratios above compare both sides at the top of the table.\n"
     )

@@ -126,9 +126,8 @@ async def measure(
 
     app = proxy_server.app
     print(f"LiteLLM proxy imported in {time.perf_counter() - started:.1f} s", flush=True)
-    successor = placement.stock_successor(app)  # read before the patch swaps the routes
-    table_size = len(app.router.routes)
-    m: dict = {"table_size": table_size}
+    stock_index, successor = placement.stock_place(app)  # before the patch swaps the routes
+    m: dict = {"table_size": len(app.router.routes), "stock_index": stock_index}
     async with LifespanManager(app, startup_timeout=120) as manager:
         store = app.state.litellm_memory_store
         if store is None or (problem := await store.readiness_problem()):
