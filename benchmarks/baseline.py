@@ -3,10 +3,11 @@
 LiteLLM's stock handlers need Prisma, which cannot run here, so the closest runnable stand-in
 is measured instead: the same four operations behind the same ``user_api_key_auth`` dependency,
 on the patched store's own psycopg pool, with the store's own statements (the caller's
-visibility filter included) sent the same way, but without the transaction start: no BEGIN, no
-role switch, no settings. The pool logs in as the superuser, which skips row-level security
-even though the table FORCEs it. What the patch adds is then exactly what differs: the
-transaction, the role switch and settings, row-level security, and the handlers' extra checks.
+visibility filter included) sent the same way, but without the request's start: no guard call
+(so no check, no role switch, no settings) and no BEGIN/COMMIT. The pool logs in as the
+superuser, which skips row-level security even though the table FORCEs it. What the patch adds
+is then exactly what differs: the guard, row-level security, the explicit transaction of a PUT,
+and the handlers' extra checks.
 
 Mounted under ``/bench/baseline`` by the benchmark only; never part of the package.
 """
@@ -43,13 +44,10 @@ router = APIRouter(prefix=PREFIX)
 
 @asynccontextmanager
 async def plain(store: MemoryStore) -> AsyncIterator[MemoryTransaction]:
-    """The store's statements on a connection of its own (autocommit) pool, with no start."""
+    """The store's statements on a connection of its own (autocommit) pool, with no start:
+    each message runs as it is, one implicit transaction, as a bare autocommit query would."""
     async with store._pool.connection() as conn:
-        tx = MemoryTransaction(conn, store._table, None)
-        # Marked open so that it sends the statements as they are, with no BEGIN before them:
-        # each message is then one implicit transaction, as a bare autocommit query would be.
-        tx.open = True
-        yield tx
+        yield MemoryTransaction(conn, store._table, None)
 
 
 def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:

@@ -14,6 +14,7 @@ import logging
 import weakref
 
 from fastapi import FastAPI
+from starlette.routing import Match
 
 from . import __version__, routes, unknowns
 from .config import ConfigError, load_settings
@@ -36,8 +37,32 @@ def _is_memory_route(route, stock_router) -> bool:
     return getattr(route, "original_router", None) in (stock_router, routes.router)
 
 
+# Requests the patched routes answer (an empty key, a key with a slash, a numeric one), with
+# the methods they serve.
+_MEMORY_REQUESTS = tuple(
+    (method, MEMORY_PATH + suffix)
+    for suffix in ("", "/", "/k", "/1", "/k/j")
+    for method in ("GET", "HEAD", "POST", "PUT", "DELETE")
+)
+
+
+def _may_take_memory_request(route) -> bool:
+    """Whether ``route`` matches a memory request at all, for any method (a full match would
+    answer it; a partial one decides the 405 when nothing matches fully)."""
+    for method, path in _MEMORY_REQUESTS:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+        if route.matches(scope)[0] is not Match.NONE:
+            return True
+    return False
+
+
 def swap_routes(app: FastAPI) -> int:
-    """Replace every stock memory route with the patched router, where they stood.
+    """Replace every stock memory route with the patched router, ahead of the others.
+
+    Starlette tries an app's routes in order and LiteLLM's proxy has hundreds, the stock memory
+    routes near the end: placed first, a memory request is matched against none of them. Only
+    a route that matches a memory request too keeps its place ahead of the patched routes (in
+    LiteLLM's app none does), so every other request resolves exactly as before.
 
     Returns how many stock entries were removed. Replacing only some would break
     ``GET /v1/memory``: its redirect to ``/v1/memory/`` would reach a stock ``{key:path}``.
@@ -51,8 +76,9 @@ def swap_routes(app: FastAPI) -> int:
     table[:] = kept
     app.include_router(routes.router)
     patched = table[len(kept) :]
-    # Put the patched routes where the stock ones stood, ahead of any catch-all route.
-    table[:] = kept[:position] + patched + kept[position:]
+    ahead = [i for i, route in enumerate(kept[:position]) if _may_take_memory_request(route)]
+    first = ahead[-1] + 1 if ahead else 0
+    table[:] = kept[:first] + patched + kept[first:]
     app.openapi_schema = None
     return len(stock)
 
