@@ -305,6 +305,34 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
             for message, seconds in logged_medians(m["clocks"][(op, side)]).items():
                 add(f"| {OP_NAMES[op]} | {side} | `{message}` | {us(seconds)} |")
 
+    add("\n## What the per-request check costs\n")
+    g = m["guard"]
+    check = g["guard"] - g["start without the check"]
+    get_p50 = seq[("get", "patched")].p(50)
+    add(
+        "Every patched request starts with `begin_request()`, which checks the database's "
+        "protection before it switches the role and sets the caller's scope. Timed at the "
+        f"store's level, on one connection as the proxy's login role, {args.guard_requests} "
+        "messages of each kind interleaved in batches of 20, the patch's GET statement for a "
+        "seeded key in each (see `benchmarks/guard.py`):\n"
+    )
+    add("| message | p50 µs |")
+    add("| --- | ---: |")
+    for name in ("plain", "start without the check", "guard"):
+        add(f"| {name} | {us(g[name])} |")
+    add(
+        f"\nThe check itself (the guard against the same start without it): **{us(check)} µs** "
+        f"per request, {check / get_p50:.1%} of the patched GET's p50 through the app in this "
+        f"run ({ms(get_p50)} ms). The role switch, the settings and row-level security cost "
+        f"{us(g['start without the check'] - g['plain'])} µs on top of the plain statement.\n"
+    )
+    targets.append(
+        (
+            "the per-request check: under 2% of a GET's p50", check / get_p50,
+            verdict(check / get_p50 < 0.02, check / get_p50, 0.02),
+        )
+    )
+
     add("\n## Database round trips per request\n")
     add(
         "Counted, not estimated: libpq's protocol trace (`PQtrace`) was switched on for every "

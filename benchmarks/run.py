@@ -9,6 +9,7 @@ it. It then measures, prints the targets and writes ``docs/BENCHMARKS.md``:
 - latency (p50, p95) and throughput, sequential and 8 at a time, for GET by key, list page 1,
   PUT (update) and POST, patched against baseline, interleaved, in repeats (``measurement``);
 - where the patched request's extra time goes (``attribution``, ``plans``, ``serverlog``);
+- what the per-request check of the database's protection costs (``guard``);
 - database round trips per request, from libpq's protocol trace (``tracing``);
 - what a route's place in LiteLLM's table costs (``placement``);
 - the same comparison over TCP, and with latency added on loopback (``remote``);
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the custom_auth hook the test suite uses
 
 import attribution  # noqa: E402
+import guard  # noqa: E402
 import measurement  # noqa: E402
 import placement  # noqa: E402
 import plans  # noqa: E402
@@ -161,6 +163,8 @@ async def measure(
                 for side in SIDES
             }
             m["server"] = await plans.server_times(small_url, captured, args.replays)
+            print("what the per-request check costs", flush=True)
+            m["guard"] = guard.check_cost(small_url, n=args.guard_requests)
 
             print("route placement", flush=True)
             m["trivial"] = await placement.trivial_first_and_last(
@@ -214,6 +218,9 @@ def main() -> None:
     parser.add_argument("--trace-requests", type=int, default=50)
     parser.add_argument("--attribution-requests", type=int, default=300)
     parser.add_argument("--replays", type=int, default=50, help="replays of each request's statements")
+    parser.add_argument(
+        "--guard-requests", type=int, default=2000, help="messages of each kind timing the check"
+    )
     parser.add_argument("--placement-requests", type=int, default=600)
     parser.add_argument(
         "--remote-requests", type=int, default=320, help="per op and side over TCP; 0 leaves TCP out"

@@ -144,8 +144,9 @@ async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
         )
     else:
         logger.info(
-            "litellm-memory-patch %s active: %d stock /v1/memory routes replaced, every request "
-            "confined to the caller's team by the handlers and by row-level security",
+            "litellm-memory-patch %s active: the stock /v1/memory routes replaced (%d route-table"
+            " entries), every request confined to the caller's team by the handlers and by"
+            " row-level security, and checked against the database's protection",
             __version__,
             removed,
         )
