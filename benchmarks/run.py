@@ -35,6 +35,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the custom_auth hook the test suite uses
+# Importing LiteLLM (the modules below do) fetches its model cost map from the network unless
+# told to use the copy it ships.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import attribution  # noqa: E402
 import guard  # noqa: E402
