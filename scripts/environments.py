@@ -69,17 +69,26 @@ def python_for(litellm_version: str) -> Path:
     return python
 
 
-def ensure_pgbouncer() -> None:
-    """PgBouncer for the pooling tests: installed from Debian's packages when possible."""
-    if shutil.which("pgbouncer") or Path("/usr/sbin/pgbouncer").exists():
+# Debian packages some tests run: PgBouncer (pooling) and PostgreSQL 15's server (the
+# search_path test runs on 15 as well as on the embedded 16), with the file each installs.
+SYSTEM_PACKAGES = {
+    "pgbouncer": Path("/usr/sbin/pgbouncer"),
+    "postgresql-15": Path("/usr/lib/postgresql/15/bin/initdb"),
+}
+
+
+def ensure_system_packages() -> None:
+    """Install the missing SYSTEM_PACKAGES from Debian's packages when possible."""
+    missing = [name for name, path in SYSTEM_PACKAGES.items() if not path.exists()]
+    if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        print("PgBouncer is not installed (apt-get install pgbouncer); its tests will say so.", flush=True)
+        print(f"Not installed: {', '.join(missing)} (apt-get install); their tests will say so.", flush=True)
         return
-    print("Installing PgBouncer…", flush=True)
+    print(f"Installing {', '.join(missing)}…", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "pgbouncer"],
+        ["apt-get", "install", "-y", "-qq", *missing],
         check=True,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},

@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from environments import ensure_pgbouncer, python_for, run, tested_versions
+from environments import ensure_system_packages, python_for, run, tested_versions
 
 
 def main() -> int:
@@ -18,7 +18,7 @@ def main() -> int:
     parser.add_argument("--litellm", action="append", help="a LiteLLM version to test (repeatable)")
     options, pytest_args = parser.parse_known_args()
     versions = options.litellm or tested_versions()
-    ensure_pgbouncer()
+    ensure_system_packages()
     results = {}
     for version in versions:
         started = time.monotonic()
