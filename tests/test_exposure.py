@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -34,6 +32,7 @@ from psycopg import sql
 
 from litellm_memory_patch import embedded, exposure
 from litellm_memory_patch.config import APP_ROLE
+from test_cli import run_cli
 
 PROG = "litellm-memory-patch"
 T0 = datetime(2026, 1, 1)
@@ -184,18 +183,6 @@ def summary(pair) -> tuple:
         pair["kind"], pair["row_team"], pair["key_team"], pair["rows"],
         pair["rows_in_key_lifetime"], pair["rows_not_barred"], pair["users"], pair["keys_live"],
         pair["keys_deleted"], pair["last_active"], pair["routes"],
-    )
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("DATABASE_URL", "LITELLM_MEMORY_DATABASE_URL")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "litellm_memory_patch.cli", *args],
-        capture_output=True, text=True, env=env, timeout=120,
     )
 
 

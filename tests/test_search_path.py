@@ -32,12 +32,11 @@ LOGIN_PATH = "public, pg_catalog"
 ATTACK = """
 CREATE ROLE path_attacker;
 GRANT CREATE, USAGE ON SCHEMA public TO path_attacker;
-SET ROLE path_attacker;
+SET LOCAL ROLE path_attacker;
 CREATE FUNCTION public.current_setting(text, boolean) RETURNS text
     LANGUAGE sql AS $$ SELECT 'proxy_admin'::text $$;
 CREATE FUNCTION public.current_setting(text) RETURNS text
     LANGUAGE sql AS $$ SELECT 'proxy_admin'::text $$;
-RESET ROLE;
 """
 
 
@@ -97,7 +96,7 @@ def attacked(server):
             insert_row(conn, "a-row", team="team-a", user="shared")
             insert_row(conn, "b-row", team="team-b", user="shared")
         conn.execute("DROP ROLE IF EXISTS path_attacker")
-        conn.execute(ATTACK)
+        conn.execute(ATTACK)  # one message: one transaction, which the SET LOCAL ends with
     yield target
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP OWNED BY path_attacker")
