@@ -5,28 +5,30 @@ One definition serves three readers:
 - the revisions that (re)create the objects (``0003_request_guard`` and later) and every
   ``litellm-memory-patch migrate``, which re-applies them so that hand-edited objects are
   repaired (:func:`upgrade_sql`);
-- ``doctor``, which compares what the database holds with :data:`FUNCTIONS`, :data:`POLICIES`
-  and :data:`TRIGGER`, by content;
+- ``doctor``, which compares what the database holds with :func:`functions`,
+  :func:`policies` and the trigger, by content;
 - ``litellm_memory_patch.begin_request()``, the per-request guard, which each request calls
   first and which refuses to run the request unless every object below is still the one the
   last ``migrate`` wrote.
 
 What a DBA reviews here:
 
-- Nothing any function or policy runs depends on the caller's ``search_path``. The SQL session
-  functions are inlined into the policies by the planner, which parses their bodies with the
-  caller's ``search_path``: every name in them is qualified (``pg_catalog.``,
-  ``OPERATOR(pg_catalog.=)``). The plpgsql functions pin ``search_path`` (the guard pins it for
-  the whole transaction, so the request's own statements resolve names in ``pg_catalog`` too).
+- Nothing any function or policy runs depends on the caller's ``search_path``. The policies
+  read the caller's settings themselves (their expressions are stored parsed). The SQL session
+  functions, which the planner inlines wherever they are called and parses with the caller's
+  ``search_path``, qualify every name (``pg_catalog.``, ``OPERATOR(pg_catalog.=)``). The
+  plpgsql functions pin ``search_path`` (the guard pins it for the whole transaction, so the
+  request's own statements resolve names in ``pg_catalog`` too).
 - How the guard knows that nothing changed since ``migrate``: every catalog row PostgreSQL
   writes carries the id of the writing transaction (``xmin``). ``migrate`` (re)creates all the
-  objects in one transaction, the guard included; the guard then checks, with a few index
-  lookups, that the policies, the trigger and the functions are exactly those rows (same
-  transaction as its own definition, none missing, no other policy on the table), that
-  row-level security is enabled and forced, and that the revision is the head. Any later
-  ``ALTER``, ``CREATE OR REPLACE``, ``DROP`` or ``DISABLE`` writes a new row or removes one, and
-  the next request answers 503 until ``migrate`` writes them all again. A dump and restore
-  also writes new rows: run ``migrate`` after restoring.
+  objects in one transaction, the guard included; the guard then checks, in one query, that the
+  policies, the trigger and the functions are exactly those rows (same transaction as its own
+  definition, none missing, no other policy on the table), that row-level security is enabled,
+  forced and binds the restricted role, and that the revision ``migrate`` wrote into it is the
+  one the calling proxy expects. Any later ``ALTER``, ``CREATE OR REPLACE``, ``DROP`` or
+  ``DISABLE`` writes a new row or removes one, and the next request answers 503 until
+  ``migrate`` writes them all again. A dump and restore also writes new rows: run ``migrate``
+  after restoring.
 """
 
 from __future__ import annotations
