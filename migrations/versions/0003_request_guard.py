@@ -18,7 +18,7 @@ repaired.
 
 from alembic import context, op
 
-from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA
+from litellm_memory_patch.config import PATCH_SCHEMA
 from litellm_memory_patch.migrations import enforcement
 
 revision = "0003_request_guard"
