@@ -79,11 +79,13 @@ def migrated_db(litellm_db: DatabaseTarget) -> DatabaseTarget:
 # synchronous and send requests through ``ProxyClient``, which goes through the app's real
 # middleware, LiteLLM's ``user_api_key_auth`` and the custom_auth hook above.
 
-# Newer LiteLLM refuses to start without a master key; callers never use it (custom_auth decides).
-LITELLM_CONFIG = """\
+# Newer LiteLLM refuses to start without a master key. With custom_auth it decides every
+# caller; the tests that run LiteLLM's own auth (litellm_auth.py) use the master key too.
+LITELLM_MASTER_KEY = "sk-test-master-key-0123456789abcdef"
+LITELLM_CONFIG = f"""\
 model_list: []
 general_settings:
-  master_key: sk-test-master-key-not-used-by-callers-0123456789abcdef
+  master_key: {LITELLM_MASTER_KEY}
   custom_auth: auth_hook.user_auth
 """
 
