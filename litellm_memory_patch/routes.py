@@ -181,9 +181,10 @@ def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
 
 
 async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
-    # Only a pure team row of the caller's own team needs the database's team-admin answer.
+    # Only a pure team row of the caller's own team needs the database's team-admin answer,
+    # and only when the owner's role does not decide it already.
     needs_admin_check = (
-        not scope.is_admin
+        not (scope.is_admin or scope.is_admin_of_team)
         and row.user_id is None
         and scope.team_id is not None
         and row.team_id == scope.team_id

@@ -76,25 +76,34 @@ TRACKED_FUNCTIONS = (
 )
 
 
-def _setting(name: str) -> str:
+def _setting(name: str, *, absent: tuple[str, ...] = ("",)) -> str:
     # NULLIF and IN would look up "=" on the caller's search_path; CASE WHEN with a qualified
-    # operator does not. A setting never set reads NULL, an empty one '' (then NULL too).
+    # operator does not. A setting never set reads NULL, one of ``absent`` NULL too.
     value = f"pg_catalog.current_setting('litellm_memory.{name}', true)"
-    return f"CASE WHEN {value} OPERATOR(pg_catalog.<>) '' THEN {value} END"
+    present = " AND ".join(f"{value} OPERATOR(pg_catalog.<>) {quote_literal(word)}" for word in absent)
+    return f"CASE WHEN {present} THEN {value} END"
 
+
+# LiteLLM's admin-UI session team (UI_TEAM_ID): every UI login key carries it, and it is no team.
+UI_SESSION_TEAM = "litellm-dashboard"
 
 # The caller's scope as SQL expressions, used alike by the SQL functions (whose bodies the
 # planner parses again wherever it inlines them) and, directly, by the policies (parsed once,
 # when created, so a statement under row-level security pays no parsing for them).
-CALLER_TEAM = _setting("team_id")
+CALLER_TEAM = _setting("team_id", absent=("", UI_SESSION_TEAM))
 CALLER_USER = _setting("user_id")
 _USER_ROLE = "pg_catalog.current_setting('litellm_memory.user_role', true)"
-# proxy_admin: every row, any write.
-CALLER_IS_ADMIN = f"coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) 'proxy_admin', false)"
-# proxy_admin and proxy_admin_viewer read every row; the viewer writes like anyone else.
+_NO_TEAM = f"{CALLER_TEAM} IS NULL"
+# The owner is a proxy admin, whatever the key's team: with a team, any write within it.
+CALLER_HAS_ADMIN_ROLE = f"coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) 'proxy_admin', false)"
+# The team decides first: only a proxy admin session with no team reaches every row and writes
+# anywhere.
+CALLER_IS_ADMIN = f"({CALLER_HAS_ADMIN_ROLE} AND {_NO_TEAM})"
+# proxy_admin and proxy_admin_viewer sessions with no team read every row; the viewer writes
+# like anyone else.
 CALLER_READS_ALL = (
-    f"coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) ANY"
-    " (ARRAY['proxy_admin', 'proxy_admin_viewer']::pg_catalog.text[]), false)"
+    f"(coalesce({_USER_ROLE} OPERATOR(pg_catalog.=) ANY"
+    f" (ARRAY['proxy_admin', 'proxy_admin_viewer']::pg_catalog.text[]), false) AND {_NO_TEAM})"
 )
 # Functions earlier revisions created that nothing uses any more.
 RETIRED_FUNCTIONS = ("session_reads_all",)
@@ -149,10 +158,17 @@ DECLARE
 BEGIN
     -- Only the restricted role is confined. The table owner is fenced off by forced row-level
     -- security (it has no policy); superusers are trusted by PostgreSQL's design.
-    IF current_user <> '{APP_ROLE}' OR {PATCH_SCHEMA}.session_is_admin() THEN
+    IF current_user <> '{APP_ROLE}' THEN
         RETURN NEW;
     END IF;
     IF TG_OP = 'INSERT' THEN
+        IF NEW.team_id = '{UI_SESSION_TEAM}' THEN
+            RAISE EXCEPTION 'litellm_memory: a memory cannot be created for LiteLLM''s UI session team'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF {PATCH_SCHEMA}.session_is_admin() THEN
+            RETURN NEW;
+        END IF;
         caller_team := {PATCH_SCHEMA}.session_team_id();
         caller_user := {PATCH_SCHEMA}.session_user_id();
         IF caller_team IS NULL AND caller_user IS NULL THEN
@@ -165,13 +181,20 @@ BEGIN
             RAISE EXCEPTION 'litellm_memory: a memory cannot be created for another team'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
-        IF NEW.user_id IS DISTINCT FROM caller_user THEN
+        -- A proxy admin's team key may name another user, within its team.
+        IF NEW.user_id IS DISTINCT FROM caller_user AND NOT {CALLER_HAS_ADMIN_ROLE} THEN
             RAISE EXCEPTION 'litellm_memory: a memory cannot be created for another user'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
     ELSIF NEW.team_id IS DISTINCT FROM OLD.team_id OR NEW.user_id IS DISTINCT FROM OLD.user_id THEN
-        RAISE EXCEPTION 'litellm_memory: only a proxy admin can change the team_id or user_id of a memory'
-            USING ERRCODE = 'insufficient_privilege';
+        IF NOT {PATCH_SCHEMA}.session_is_admin() THEN
+            RAISE EXCEPTION 'litellm_memory: only a proxy admin without a team can change the team_id or user_id of a memory'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NEW.team_id = '{UI_SESSION_TEAM}' THEN
+            RAISE EXCEPTION 'litellm_memory: a memory cannot be moved to LiteLLM''s UI session team'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
     RETURN NEW;
 END
@@ -263,9 +286,11 @@ END
 
 
 def policies() -> tuple[Policy, ...]:
-    """The four policies for the restricted role. Every reading of the caller's scope is
-    wrapped in a sub-select, so PostgreSQL evaluates it once per statement (an InitPlan), not
-    per row, and the query's own key and team_id conditions keep using LiteLLM's indexes."""
+    """The four policies for the restricted role: the team decides first, the role second.
+
+    Every reading of the caller's scope is wrapped in a sub-select, so PostgreSQL evaluates it
+    once per statement (an InitPlan), not per row, and the query's own key and team_id
+    conditions keep using LiteLLM's indexes."""
     patch = PATCH_SCHEMA
     caller_team = f"(SELECT {CALLER_TEAM})"
     caller_user = f"(SELECT {CALLER_USER})"
@@ -277,14 +302,17 @@ def policies() -> tuple[Policy, ...]:
     )
     writable = (
         f"{is_admin}"
+        f" OR ((SELECT {CALLER_HAS_ADMIN_ROLE}) AND team_id = {caller_team})"
         f" OR (user_id = {caller_user} AND team_id IS NOT DISTINCT FROM {caller_team})"
         f" OR (user_id IS NULL AND team_id = {caller_team} AND (SELECT {patch}.session_is_team_admin()))"
     )
+    # The trigger fills the owner columns first; with a team, only the team's own rows, of the
+    # caller's own user unless the owner is a proxy admin.
     insertable = (
         f"{is_admin}"
         f" OR (({caller_team} IS NOT NULL OR {caller_user} IS NOT NULL)"
         f" AND team_id IS NOT DISTINCT FROM {caller_team}"
-        f" AND user_id IS NOT DISTINCT FROM {caller_user})"
+        f" AND (user_id IS NOT DISTINCT FROM {caller_user} OR (SELECT {CALLER_HAS_ADMIN_ROLE})))"
     )
     return (
         Policy("litellm_memory_select", "SELECT", visible, None),

@@ -13,12 +13,22 @@ from typing import Any
 
 ADMIN = "proxy_admin"
 VIEWER = "proxy_admin_viewer"
+# LiteLLM's UI_TEAM_ID: every UI login key carries it; it is no team.
+UI_SESSION_TEAM = "litellm-dashboard"
 
 NOT_FOUND = "Memory with key '{key}' not found"
 KEY_EXISTS = "Memory with key '{key}' already exists."
 WRITE_FORBIDDEN = "You do not have permission to modify this memory entry."
 OTHER_USER = "Only proxy admins may set user_id to a different user."
 OTHER_TEAM = "Only proxy admins may set team_id to a different team."
+TEAM_KEY_OTHER_TEAM = (
+    "A key bound to a team creates memory entries in that team only; use a proxy admin key "
+    "without a team to create one for another team."
+)
+UI_SESSION_TEAM_REFUSED = (
+    f"'{UI_SESSION_TEAM}' is LiteLLM's admin-UI session marker, not a team; name a real team "
+    "or leave team_id out."
+)
 NO_IDENTITY = (
     "Cannot create a memory entry without a user_id or team_id. Authenticate with a key that "
     "has a user_id or team_id, or call as a proxy admin."
@@ -38,12 +48,22 @@ class Caller:
     role: str | None = None
 
     @property
+    def session_team(self) -> str | None:
+        """The team the key acts for: the key's team, unless it is the UI session marker."""
+        return None if self.team == UI_SESSION_TEAM else self.team
+
+    @property
     def is_admin(self) -> bool:
-        return self.role == ADMIN
+        """The team decides first: a proxy admin reaches everything only without a team."""
+        return self.role == ADMIN and self.session_team is None
+
+    @property
+    def is_admin_of_team(self) -> bool:
+        return self.role == ADMIN and self.session_team is not None
 
     @property
     def reads_all(self) -> bool:
-        return self.role in (ADMIN, VIEWER)
+        return self.role in (ADMIN, VIEWER) and self.session_team is None
 
 
 @dataclass(frozen=True)
@@ -109,9 +129,10 @@ class Outcome:
 
 
 def in_own_scope(caller: Caller, row: Row) -> bool:
-    """The rows a non-admin session reaches: its team's, or with no team its own teamless ones."""
-    if caller.team is not None:
-        return row.team == caller.team
+    """The rows a session reaches in its own right: its team's, or with no team its own
+    teamless ones."""
+    if caller.session_team is not None:
+        return row.team == caller.session_team
     return caller.user is not None and row.team is None and row.user == caller.user
 
 
@@ -125,30 +146,35 @@ def may_write(world: World, caller: Caller, row: Row) -> bool:
         return True
     if not in_own_scope(caller, row):
         return False
+    if caller.is_admin_of_team:  # any row of its own team
+        return True
     if caller.user is not None and row.user == caller.user:
         return True
     return (
         row.user is None
-        and caller.team is not None
-        and row.team == caller.team
-        and world.is_team_admin(caller.user, caller.team)
+        and caller.session_team is not None
+        and row.team == caller.session_team
+        and world.is_team_admin(caller.user, caller.session_team)
     )
 
 
 def create_owner(caller: Caller, *, user_id: str | None, team_id: str | None):
     """(team, user) a new row gets, or the refusal as an Outcome."""
     if caller.is_admin:
-        return (
-            team_id if team_id is not None else caller.team,
-            user_id if user_id is not None else caller.user,
-        )
+        if team_id == UI_SESSION_TEAM:  # no row is ever stamped with it
+            return Outcome(400, UI_SESSION_TEAM_REFUSED)
+        return team_id, user_id if user_id is not None else caller.user
+    if caller.is_admin_of_team:
+        if team_id is not None and team_id != caller.session_team:
+            return Outcome(403, TEAM_KEY_OTHER_TEAM)
+        return caller.session_team, user_id if user_id is not None else caller.user
     if user_id is not None and user_id != caller.user:
         return Outcome(403, OTHER_USER)
-    if team_id is not None and team_id != caller.team:
+    if team_id is not None and team_id != caller.session_team:
         return Outcome(403, OTHER_TEAM)
-    if caller.team is None and caller.user is None:
+    if caller.session_team is None and caller.user is None:
         return Outcome(400, NO_IDENTITY)
-    return caller.team, caller.user
+    return caller.session_team, caller.user
 
 
 # -- what each request answers -------------------------------------------------------------

@@ -58,6 +58,8 @@ ROW_OWNERS = {
     "alice-personal": (None, "user-alice"),
     "bob-personal": (None, "user-bob"),
     "no-owner": (None, None),
+    # Written by LiteLLM's own handlers from an admin's UI session, stamped with its marker.
+    "ui-session": (model.UI_SESSION_TEAM, "user-root"),
 }
 BASE_TIME = datetime(2026, 1, 1)
 
@@ -92,7 +94,11 @@ ROW_NAMES = dict(zip((row.key for row in WORLD.rows), ROW_OWNERS))
 
 CALLERS = [
     Caller("admin", user="user-root", role=model.ADMIN),
-    Caller("viewer", team=RED, user="user-bob", role=model.VIEWER),
+    # The team decides first: an admin's or a viewer's team key acts for its team only.
+    Caller("admin-team-key", team=BLUE, user="user-root", role=model.ADMIN),
+    Caller("admin-ui-session", team=model.UI_SESSION_TEAM, user="user-root", role=model.ADMIN),
+    Caller("viewer", user="user-bob", role=model.VIEWER),
+    Caller("viewer-team-key", team=RED, user="user-bob", role=model.VIEWER),
     Caller("member", team=RED, user="user-alice", role="internal_user"),
     Caller("member-via-other-team", team=BLUE, user="user-alice", role="internal_user"),
     Caller("team-admin", team=RED, user="user-dora", role="internal_user"),
@@ -366,7 +372,7 @@ async def _store_call(store, caller: Caller, request: Request):
                 value=request.value,
                 metadata=None if request.metadata is OMITTED else request.metadata,
                 user_id=request.user_id if request.user_id is not None else caller.user,
-                team_id=request.team_id if request.team_id is not None else caller.team,
+                team_id=request.team_id if request.team_id is not None else caller.session_team,
                 actor=caller.user,
             )
             return ("create", created)
@@ -392,7 +398,8 @@ def _store_expected(caller: Caller, request: Request, outcome) -> tuple:
             return ("update", None), WORLD
         if request.team_id is None and request.user_id is None:
             return ("update", outcome.row), world_after
-        # Ownership never changes on update, except by an admin; a refused write raises.
+        # Ownership never changes on update, except by an admin with no team; a refused write
+        # raises.
         if not caller.is_admin:
             return ("refused",), WORLD
         moved = replace(outcome.row, team=request.team_id, user=request.user_id)

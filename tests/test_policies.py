@@ -14,6 +14,9 @@ from psycopg import errors
 from caller_session import as_caller, insert_row, visible_ids
 from litellm_memory_patch.config import APP_ROLE
 
+# LiteLLM's UI_TEAM_ID, carried by every UI login key: it is no team.
+UI_TEAM = "litellm-dashboard"
+
 # memory_id -> (team_id, user_id). u1 is in team t1 and team t2: the LiteLLM #27722 set-up.
 ROWS = {
     "t1-u1": ("t1", "u1"),
@@ -24,8 +27,11 @@ ROWS = {
     "t3-team": ("t3", None),
     "personal-u1": (None, "u1"),
     "personal-u2": (None, "u2"),
+    # Written from an admin's LiteLLM UI session by LiteLLM's own handlers.
+    "ui-admin": (UI_TEAM, "admin"),
 }
 ALL = set(ROWS)
+T1 = {"t1-u1", "t1-u2", "t1-team"}
 ADMIN = "proxy_admin"
 VIEWER = "proxy_admin_viewer"
 
@@ -83,12 +89,17 @@ def delete(conn, memory_id) -> int:
     "scope, expected",
     [
         pytest.param({"role": ADMIN}, ALL, id="admin"),
-        pytest.param({"role": ADMIN, "team": "t1", "user": "u1"}, ALL, id="admin-with-team"),
-        pytest.param({"role": VIEWER, "team": "t2", "user": "u2"}, ALL, id="viewer"),
-        pytest.param({"team": "t1", "user": "u1"}, {"t1-u1", "t1-u2", "t1-team"}, id="team"),
-        pytest.param({"team": "t1"}, {"t1-u1", "t1-u2", "t1-team"}, id="team-key-without-user"),
+        pytest.param({"role": ADMIN, "team": UI_TEAM, "user": "admin"}, ALL, id="admin-ui-session"),
+        pytest.param({"role": VIEWER, "user": "u2"}, ALL, id="viewer"),
+        pytest.param({"role": VIEWER, "team": UI_TEAM, "user": "u2"}, ALL, id="viewer-ui-session"),
+        # The team decides first: an admin's or a viewer's team key sees its team only.
+        pytest.param({"role": ADMIN, "team": "t1", "user": "u1"}, T1, id="admin-team-key"),
+        pytest.param({"role": VIEWER, "team": "t2", "user": "u2"}, {"t2-u1", "t2-team"}, id="viewer-team-key"),
+        pytest.param({"team": "t1", "user": "u1"}, T1, id="team"),
+        pytest.param({"team": "t1"}, T1, id="team-key-without-user"),
         pytest.param({"user": "u1"}, {"personal-u1"}, id="personal"),
         pytest.param({"role": "internal_user"}, set(), id="neither-team-nor-user"),
+        pytest.param({"team": UI_TEAM, "user": "admin"}, set(), id="ui-session-of-a-non-admin"),
         pytest.param({}, set(), id="empty-settings"),
         pytest.param({"settings": False}, set(), id="no-settings"),
     ],
@@ -98,9 +109,11 @@ def test_visibility_per_kind_of_session(conn, scope, expected):
         assert visible_ids(conn) == expected
 
 
-def test_team_session_does_not_see_its_users_row_in_another_team(conn):
-    # LiteLLM #27722: a key of team t2 carrying user u1 must not reach u1's rows of team t1.
-    with as_caller(conn, team="t2", user="u1"):
+@pytest.mark.parametrize("role", [None, ADMIN], ids=["same-user", "admin-owned"])
+def test_team_session_does_not_see_its_users_row_in_another_team(conn, role):
+    # LiteLLM #27722, both roads: a key of team t2 carrying user u1, or owned by a proxy admin,
+    # must not reach u1's rows of team t1.
+    with as_caller(conn, team="t2", user="u1", role=role):
         assert visible_ids(conn) == {"t2-u1", "t2-team"}
         assert update_value(conn, "t1-u1") == 0
         assert delete(conn, "t1-u1") == 0
@@ -119,6 +132,8 @@ def test_team_session_does_not_see_its_users_row_in_another_team(conn):
         pytest.param({"team": "t1"}, ("t1", None), id="team-key-without-user"),
         pytest.param({"user": "u1"}, (None, "u1"), id="personal"),
         pytest.param({"role": VIEWER, "team": "t2", "user": "u2"}, ("t2", "u2"), id="viewer"),
+        pytest.param({"role": ADMIN, "team": "t2", "user": "u2"}, ("t2", "u2"), id="admin-team-key"),
+        pytest.param({"role": ADMIN, "team": UI_TEAM, "user": "u2"}, (None, None), id="admin-ui-session"),
     ],
 )
 def test_insert_leaving_ownership_empty_is_stamped_from_the_session(conn, scope, expected_owner):
@@ -136,6 +151,10 @@ def test_insert_leaving_ownership_empty_is_stamped_from_the_session(conn, scope,
         pytest.param({"team": "t1", "user": "u1"}, None, "u2", id="another-user-team-filled"),
         pytest.param({"user": "u1"}, "t1", "u1", id="personal-naming-a-team"),
         pytest.param({"role": VIEWER, "team": "t2", "user": "u2"}, "t1", "u2", id="viewer-another-team"),
+        pytest.param({"role": ADMIN, "team": "t2", "user": "u2"}, "t1", "u2", id="admin-team-key-another-team"),
+        pytest.param({"role": ADMIN}, UI_TEAM, "u2", id="admin-stamping-the-ui-team"),
+        pytest.param({"role": ADMIN, "team": UI_TEAM}, UI_TEAM, None, id="ui-session-stamping-its-team"),
+        pytest.param({"team": UI_TEAM, "user": "u1"}, UI_TEAM, "u1", id="non-admin-ui-session"),
         pytest.param({}, None, None, id="empty-settings"),
         pytest.param({}, "t1", "u1", id="empty-settings-naming-owner"),
         pytest.param({"settings": False}, None, None, id="no-settings"),
@@ -148,8 +167,14 @@ def test_insert_outside_the_callers_scope_is_refused(conn, scope, team, user):
     assert owner(conn, "new") is None
 
 
-def test_admin_creates_rows_for_anyone(conn):
+def test_admin_team_key_creates_rows_for_any_user_of_its_team(conn):
     with as_caller(conn, role=ADMIN, team="t1", user="u1"):
+        insert_row(conn, "for-u9", team="t1", user="u9")
+    assert owner(conn, "for-u9") == ("t1", "u9")
+
+
+def test_admin_creates_rows_for_anyone(conn):
+    with as_caller(conn, role=ADMIN, user="u1"):
         insert_row(conn, "for-t3", team="t3", user="u9")
         insert_row(conn, "unowned")
     assert owner(conn, "for-t3") == ("t3", "u9")
@@ -175,6 +200,14 @@ WRITE_CASES = [
     pytest.param({"team": "t1", "user": "orgboss"}, "t1-team", False, id="org-admin-other-org"),
     pytest.param({"role": ADMIN}, "t1-u2", True, id="admin-any-row"),
     pytest.param({"role": ADMIN}, "personal-u2", True, id="admin-personal-row"),
+    pytest.param({"role": ADMIN}, "ui-admin", True, id="admin-ui-row"),
+    pytest.param({"role": ADMIN, "team": UI_TEAM}, "t2-u1", True, id="admin-ui-session-any-row"),
+    pytest.param({"role": ADMIN, "team": "t1", "user": "u9"}, "t1-team", True, id="admin-team-key-team-row"),
+    pytest.param({"role": ADMIN, "team": "t1", "user": "u9"}, "t1-u2", True, id="admin-team-key-members-row"),
+    pytest.param({"role": ADMIN, "team": "t2", "user": "u1"}, "t1-u1", False, id="admin-team-key-other-team"),
+    pytest.param({"role": ADMIN, "team": "t2"}, "personal-u1", False, id="admin-team-key-personal-row"),
+    pytest.param({"role": ADMIN, "team": "t2"}, "ui-admin", False, id="admin-team-key-ui-row"),
+    pytest.param({"role": VIEWER}, "ui-admin", False, id="viewer-ui-row"),
     pytest.param({"role": VIEWER, "team": "t2", "user": "u1"}, "t1-u1", False, id="viewer-other-team"),
     pytest.param({"role": VIEWER, "team": "t2", "user": "u1"}, "t2-u1", True, id="viewer-own-row"),
     pytest.param({"role": VIEWER, "team": "t2", "user": "u1"}, "t2-team", False, id="viewer-team-row"),
@@ -224,6 +257,8 @@ def test_team_admin_status_is_read_from_litellm_tables_not_the_caller(conn):
         pytest.param({"user": "u1"}, "personal-u1", "team_id = 't1'", id="personal-into-team"),
         pytest.param({"team": "t1", "user": "boss"}, "t1-team", "user_id = 'boss'", id="team-admin"),
         pytest.param({"role": VIEWER, "team": "t2", "user": "u1"}, "t2-u1", "team_id = 't1'", id="viewer"),
+        pytest.param({"role": ADMIN, "team": "t1", "user": "u1"}, "t1-u1", "user_id = 'u2'", id="admin-team-key"),
+        pytest.param({"role": ADMIN}, "t1-u1", f"team_id = '{UI_TEAM}'", id="admin-into-ui-team"),
     ],
 )
 def test_ownership_cannot_change_except_by_admin(conn, scope, row, assignment):
