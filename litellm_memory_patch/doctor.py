@@ -376,6 +376,11 @@ class _Canary:
         if not self.refused(lambda: self.insert("foreign", team=self.team, user=self.user)):
             failures.append("another team can insert a row into this team")
 
+        # The team decides first: a proxy admin's key of another team is confined to that team.
+        self.scope(team=self.other_team, user=self.user, role="proxy_admin")
+        if self.count("SELECT count(*) FROM {}") or self.count("DELETE FROM {}"):
+            failures.append("a proxy admin's key of another team reaches rows")
+
         # A plain member (not the team's admin) and the pure team row.
         self.scope(team=self.team, user=self.member)
         if self.count("DELETE FROM {}"):

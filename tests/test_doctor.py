@@ -112,3 +112,15 @@ def test_json_carries_the_per_object_results(migrated_db):
     assert statuses["policy litellm_memory_select"] == "ok"
     assert statuses["request guard"] == "fail"
     assert statuses["canary"] == "fail"
+
+
+def test_the_canary_sees_a_proxy_admin_team_key_reaching_another_team(migrated_db):
+    # The select policy as it was before the team-first rule: the role decided alone.
+    role_first = (
+        "coalesce(current_setting('litellm_memory.user_role', true) = 'proxy_admin', false)"
+        f" OR {SELECT_POLICY.using}"
+    )
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(f"ALTER POLICY litellm_memory_select ON {TABLE} USING ({role_first})")
+    canary = failing(doctor.run_checks(migrated_db))["canary"]
+    assert "a proxy admin's key of another team reaches rows" in canary
