@@ -46,7 +46,9 @@ CALLERS = [
     Caller("team-2", "user-2"),
     Caller(None, "user-1"),  # a personal session
     PROXY_ADMIN,
+    Caller("team-2", "admin", ADMIN_ROLE),  # a proxy admin's team key: acts for team-2 only
     Caller("team-2", "viewer", VIEWER_ROLE),
+    Caller(None, "viewer", VIEWER_ROLE),
     Caller(None, None),
 ]
 # Few keys, so that callers keep meeting each other's rows.
@@ -103,14 +105,18 @@ def in_scope(caller: Caller, row: Row) -> bool:
 
 
 def sees(caller: Caller, row: Row) -> bool:
-    return caller.role in (ADMIN_ROLE, VIEWER_ROLE) or in_scope(caller, row)
+    # The team decides first: only admins and viewers with no team see every row.
+    reads_all = caller.role in (ADMIN_ROLE, VIEWER_ROLE) and caller.team is None
+    return reads_all or in_scope(caller, row)
 
 
 def may_change(caller: Caller, row: Row) -> bool:
-    if caller.role == ADMIN_ROLE:
+    if caller.role == ADMIN_ROLE and caller.team is None:
         return True
     if not in_scope(caller, row):  # a viewer writes only in its own scope
         return False
+    if caller.role == ADMIN_ROLE:  # an admin's team key: any row of its team
+        return True
     if caller.user is not None and row.user_id == caller.user:
         return True
     return row.user_id is None and TEAM_ADMINS.get(caller.team) == caller.user
@@ -118,8 +124,12 @@ def may_change(caller: Caller, row: Row) -> bool:
 
 def stamp(caller: Caller, team_id, user_id) -> tuple[int, tuple | None]:
     """(status, (team_id, user_id)) of a new row, or the refusal's status."""
-    if caller.role == ADMIN_ROLE:
-        return 200, (team_id if team_id is not None else caller.team, user_id if user_id is not None else caller.user)
+    if caller.role == ADMIN_ROLE and caller.team is None:
+        return 200, (team_id, user_id if user_id is not None else caller.user)
+    if caller.role == ADMIN_ROLE:  # an admin's team key creates in its team only
+        if team_id is not None and team_id != caller.team:
+            return 403, None
+        return 200, (caller.team, user_id if user_id is not None else caller.user)
     if user_id is not None and user_id != caller.user:
         return 403, None
     if team_id is not None and team_id != caller.team:
