@@ -44,7 +44,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .config import PATCH_SCHEMA, Settings
+from .config import APP_ROLE, PATCH_SCHEMA, Settings, quote_ident
 from .migrations.enforcement import GUARD_SQLSTATE
 from .scope import CallerScope
 
@@ -57,6 +57,11 @@ NOT_MIGRATED = (
     "The memory store is not set up in this database for this version of the patch: an operator "
     "must run `litellm-memory-patch doctor` to see why and `litellm-memory-patch migrate` with "
     "the proxy's database URL; retry then."
+)
+CANNOT_SWITCH = (
+    "The memory store is unavailable: the proxy's database login role {login} may not switch to "
+    "the role " + APP_ROLE + ". An operator must run, as a superuser: GRANT " + APP_ROLE + " TO "
+    "{login}; (or `litellm-memory-patch migrate --grant-to {login}` as a superuser)."
 )
 PROTECTION_MISSING = (
     "The memory store is unavailable: its database protection is not in place ({problem}). An "
@@ -391,14 +396,18 @@ class MemoryStore:
         )
 
     @staticmethod
-    def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool) -> Exception:
+    def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool, login: str) -> Exception:
         # A write refused by a policy or the ownership trigger means the handlers let through
         # what the database would not: a bug, answered 403. A refusal met by the request's start
         # (its role switch, its lock; the start and a write may share a message) or met without
-        # any write means this login was not migrated.
+        # any write means this login was not migrated, or may not switch to the restricted role.
         logger.error("the database refused: %s", exc.diag.message_primary)
         in_start = "begin_request" in (exc.diag.context or "")
-        return WriteRefused() if wrote and not in_start else StoreUnavailable(NOT_MIGRATED)
+        if wrote and not in_start:
+            return WriteRefused()
+        if in_start and "set role" in (exc.diag.message_primary or ""):
+            return StoreUnavailable(CANNOT_SWITCH.format(login=quote_ident(login)))
+        return StoreUnavailable(NOT_MIGRATED)
 
     @staticmethod
     def _translate(exc: psycopg.Error) -> Exception:
@@ -440,7 +449,7 @@ class MemoryStore:
                         with contextlib.suppress(psycopg.OperationalError):
                             await conn.rollback()
                     if isinstance(exc, errors.InsufficientPrivilege):
-                        raise self._refusal(exc, wrote=tx.wrote) from None
+                        raise self._refusal(exc, wrote=tx.wrote, login=conn.info.user) from None
                     raise
         except PoolTimeout as exc:
             logger.warning("memory store unavailable: %s", exc)
