@@ -19,7 +19,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import migrator
-from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget, quote_ident
+from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget, quote_ident, refuses_the_switch
 from .migrations import enforcement
 from .unknowns import columns_check
 
@@ -63,7 +63,7 @@ def _short(text: str | None, limit: int = 120) -> str:
 def _lacks(conn: psycopg.Connection, exc: psycopg.Error) -> str:
     """A refusal met because of doctor's own login role, said as such."""
     reason = _short(exc.diag.message_primary or exc)
-    if "set role" in reason:
+    if refuses_the_switch(reason):
         return CANNOT_SWITCH.format(login=quote_ident(conn.info.user), role=APP_ROLE)
     return LACKS_PRIVILEGE.format(login=conn.info.user, reason=reason, note=PROXY_URL_NOTE)
 

@@ -288,8 +288,11 @@ def upgrade_sql(*, schema: str, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) 
 
 
 def _version_table_exists(conn: psycopg.Connection) -> bool:
+    # From the catalog: to_regclass() needs USAGE on the schema, which another role may own.
     return conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{PATCH_SCHEMA}.alembic_version",)
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = 'alembic_version')",
+        (PATCH_SCHEMA,),
     ).fetchone()[0]
 
 

@@ -44,7 +44,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .config import APP_ROLE, PATCH_SCHEMA, Settings, quote_ident
+from .config import APP_ROLE, PATCH_SCHEMA, Settings, quote_ident, refuses_the_switch
 from .migrations.enforcement import GUARD_SQLSTATE
 from .scope import CallerScope
 
@@ -402,12 +402,10 @@ class MemoryStore:
         # (its role switch, its lock; the start and a write may share a message) or met without
         # any write means this login was not migrated, or may not switch to the restricted role.
         logger.error("the database refused: %s", exc.diag.message_primary)
-        in_start = "begin_request" in (exc.diag.context or "")
-        if wrote and not in_start:
-            return WriteRefused()
-        if in_start and "set role" in (exc.diag.message_primary or ""):
+        if refuses_the_switch(exc.diag.message_primary):
             return StoreUnavailable(CANNOT_SWITCH.format(login=quote_ident(login)))
-        return StoreUnavailable(NOT_MIGRATED)
+        in_start = "begin_request" in (exc.diag.context or "")
+        return WriteRefused() if wrote and not in_start else StoreUnavailable(NOT_MIGRATED)
 
     @staticmethod
     def _translate(exc: psycopg.Error) -> Exception:
