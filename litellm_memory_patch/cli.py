@@ -197,6 +197,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _url(args: argparse.Namespace) -> int:
+    # psql refuses Prisma's parameters (?schema=, ?pgbouncer=, ...): the URL as libpq reads it.
+    print(_target(args).conninfo)
+    return 0
+
+
 def _add_exposure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
@@ -233,6 +239,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "report which memory rows LiteLLM's stock rules let other teams' keys reach (read-only)",
         _exposure,
         _add_exposure_arguments,
+    ),
+    "url": Subcommand(
+        "print the database URL without Prisma's parameters, for psql (it names the password)",
+        _url,
     ),
     # The demo brings its own PostgreSQL: it takes no --database-url.
     "demo": Subcommand(

@@ -12,6 +12,7 @@ one statement or command that gives it.
 from __future__ import annotations
 
 import io
+import re
 from importlib.resources import files
 
 import psycopg
@@ -284,7 +285,8 @@ def upgrade_sql(*, schema: str, lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS) 
         reapply=True,
     )
     command.upgrade(config, "head", sql=True)
-    return out.getvalue()
+    # Alembic ends every statement with ";", also those whose text ends with one already.
+    return re.sub(r";;$", ";", out.getvalue(), flags=re.MULTILINE)
 
 
 def _version_table_exists(conn: psycopg.Connection) -> bool:
