@@ -21,7 +21,7 @@ from alembic.util import CommandError
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
-from . import __version__, demo, doctor, exposure, migrator
+from . import __version__, demo, doctor, exposure, migrator, verify
 from .config import (
     DEFAULT_SCHEMA,
     PATCH_SCHEMA,
@@ -48,14 +48,14 @@ TABLE_BUSY = (
 )
 DATABASE_ERROR = "the database refused ({reason})"
 CONNECT_CLASSES = ("08", "28", "3D")
-NOT_MIGRATED = "database not migrated (no revision recorded): nothing to downgrade, nothing changed"
+NOTHING_TO_DOWNGRADE = "database not migrated (no revision recorded): nothing to downgrade, nothing changed"
 CANNOT_DOWNGRADE = (
     "cannot go back to {revision} ({reason}); give a revision below the database's"
     " (see downgrade --help)"
 )
 BAD_LOCK_TIMEOUT = "must be a number of seconds, at least 0.001 (got {value!r})"
 DATABASE_URL_TWICE = "--database-url given twice; give it once"
-DEMO_TAKES_NO_URL = "the demo starts its own PostgreSQL and takes no --database-url"
+TAKES_NO_URL = "{command} uses no database of yours and takes no --database-url"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +70,8 @@ class Subcommand:
     help: str
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    # Whether it takes --database-url.
+    database: bool = True
 
 
 def _target(args: argparse.Namespace) -> DatabaseTarget:
@@ -156,7 +158,7 @@ def _downgrade(args: argparse.Namespace) -> int:
             CANNOT_DOWNGRADE.format(revision=args.revision, reason=_one_line(exc))
         ) from None
     if not done:
-        print(f"{PROG}: {NOT_MIGRATED}")
+        print(f"{PROG}: {NOTHING_TO_DOWNGRADE}")
         return 0
     _report_revision(target)
     return 0
@@ -195,6 +197,26 @@ def _doctor(args: argparse.Namespace) -> int:
     else:
         print(doctor.format_table(checks))
     return 0 if ok else 1
+
+
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proxy-url", default="http://localhost:4000", help="the proxy (default: %(default)s)"
+    )
+    for number in (1, 2):
+        parser.add_argument(
+            f"--key-{number}",
+            required=True,
+            metavar="KEY",
+            help=f"a key of team {number} that may call /v1/memory"
+            + (" (of another team than --key-1)" if number == 2 else ""),
+        )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    steps = verify.run(args.proxy_url, args.key_1, args.key_2)
+    print(verify.format_steps(steps))
+    return 0 if all(step.ok for step in steps) else 1
 
 
 def _url(args: argparse.Namespace) -> int:
@@ -244,11 +266,19 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "print the database URL without Prisma's parameters, for psql (it names the password)",
         _url,
     ),
-    # The demo brings its own PostgreSQL: it takes no --database-url.
+    "verify": Subcommand(
+        "check that a running proxy refuses cross-team access, with two keys of different teams"
+        " (leaves nothing behind)",
+        _verify,
+        _add_verify_arguments,
+        database=False,
+    ),
+    # The demo brings its own PostgreSQL.
     "demo": Subcommand(
         "replay LiteLLM issue #27722 against the patched proxy, on a private PostgreSQL",
         demo.run,
         demo.add_arguments,
+        database=False,
     ),
 }
 
@@ -272,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, subcommand in SUBCOMMANDS.items():
         sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
-        if subcommand.run is not demo.run:
+        if subcommand.database:
             _add_database_url(sub, "database_url_after_command")
         subcommand.add_arguments(sub)
     return parser
@@ -306,12 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     after = getattr(args, "database_url_after_command", None)
     if args.database_url is not None and after is not None:
         parser.error(DATABASE_URL_TWICE)
-    if args.command == "demo" and args.database_url is not None:
-        parser.error(DEMO_TAKES_NO_URL)
+    if args.database_url is not None and not SUBCOMMANDS[args.command].database:
+        parser.error(TAKES_NO_URL.format(command=args.command))
     args.database_url = args.database_url or after
     try:
         return SUBCOMMANDS[args.command].run(args)
-    except (ConfigError, migrator.MigrationRefused) as exc:
+    except (ConfigError, migrator.MigrationRefused, verify.VerifyError) as exc:
         message = str(exc)
     except DBAPIError as exc:
         # Alembic runs through SQLAlchemy, which wraps psycopg's error; the original says more.

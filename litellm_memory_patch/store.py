@@ -57,7 +57,8 @@ MAX_OFFSET = 2**62
 NOT_MIGRATED = (
     "The memory store is not set up in this database for this version of the patch: an operator "
     "must run `litellm-memory-patch doctor` to see why and `litellm-memory-patch migrate` with "
-    "the proxy's database URL; retry then."
+    "the proxy's database URL (whose ?schema= names LiteLLM's schema, if it is not public); "
+    "retry then."
 )
 CANNOT_SWITCH = (
     "The memory store is unavailable: the proxy's database login role {login} may not switch to "
