@@ -170,9 +170,9 @@ def test_missing_memory_table_prints_message_and_hint(litellm_db):
         conn.execute('DROP TABLE "LiteLLM_MemoryTable"')
     assert_one_line_error(
         run_cli("--database-url", litellm_db.conninfo, "migrate"),
-        "LiteLLM_MemoryTable",
-        "does not exist",
+        "memory table is not in schema public",
         "1.83.14",
+        "?schema=",
     )
 
 
@@ -182,7 +182,10 @@ def test_missing_privilege_is_one_line(server_url, litellm_db):
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     url = litellm_db.conninfo.replace("postgresql://postgres:@", f"postgresql://{role}@", 1)
     assert url != litellm_db.conninfo
-    assert_one_line_error(run_cli("--database-url", url, "migrate"), "privilege")
+    assert_one_line_error(
+        run_cli("--database-url", url, "migrate"),
+        f"{role} does not own LiteLLM's memory table", "run migrate as postgres or as a superuser",
+    )
 
 
 def test_busy_table_says_nothing_changed(litellm_db):
