@@ -435,7 +435,11 @@ def _canary(conn: psycopg.Connection, schema: str, repair: str) -> Check:
     )
 
 
-def _revision_check(conn: psycopg.Connection) -> Check:
+def _revision_check(conn: psycopg.Connection, schema: str) -> Check:
+    # The version table is per database; the protection is for one schema of it.
+    others = [name for name in migrator.migrated_schemas(conn) if name != schema]
+    if others:
+        return Check("revision", FAIL, migrator.MIGRATED_FOR_ANOTHER_SCHEMA.format(other=others[0], schema=schema))
     head = migrator.head_revision()
     try:
         current = migrator.current_revision(conn)
@@ -457,10 +461,10 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
             if not cur.fetchone()[0]:
                 return [
                     Check("memory table", FAIL, migrator.table_problem(conn, target.schema)),
-                    _revision_check(conn),
+                    _revision_check(conn, target.schema),
                     *_role_checks(cur, None),
                 ]
-            checks = [Check("memory table", OK, table), _revision_check(conn), _rls_check(cur, table)]
+            checks = [Check("memory table", OK, table), _revision_check(conn, target.schema), _rls_check(cur, table)]
             checks += _policy_checks(conn, table)
             checks += [_function_check(cur, function) for function in enforcement.functions(target.schema, revision=migrator.head_revision())]
             checks.append(_trigger_check(cur, table))

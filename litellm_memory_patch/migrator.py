@@ -55,6 +55,10 @@ UNSAFE_ROLE = (
     "role {role} can log in, bypass row-level security or hold other powers it must not have:"
     " have a superuser run ALTER ROLE {role} {undo}, or run migrate as a superuser, which does it"
 )
+MIGRATED_FOR_ANOTHER_SCHEMA = (
+    "this database is migrated for LiteLLM's schema {other}, not {schema}: the patch protects one"
+    " schema per database; add ?schema={other} to the URL, or downgrade with it first"
+)
 UNKNOWN_GRANTEE = "--grant-to names role {name}, which does not exist on this server"
 # What litellm_memory_app must not be or do; migrate as a superuser takes each away again.
 ROLE_POWERS = {
@@ -160,6 +164,19 @@ def table_problem(conn: psycopg.Connection, schema: str) -> str | None:
     return TABLE_MISSING.format(schema=schema)
 
 
+def migrated_schemas(conn: psycopg.Connection) -> list[str]:
+    """The schemas whose memory table carries the patch's policies (one, once migrated)."""
+    return [
+        name
+        for (name,) in conn.execute(
+            "SELECT DISTINCT n.nspname FROM pg_policy p"
+            " JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relname = %s AND p.polname LIKE 'litellm\\_memory\\_%%' ORDER BY 1",
+            (TABLE_NAME,),
+        )
+    ]
+
+
 def migrate_problem(
     conn: psycopg.Connection, schema: str, *, grant_to: tuple[str, ...] = ()
 ) -> str | None:
@@ -167,6 +184,9 @@ def migrate_problem(
     problem = table_problem(conn, schema)
     if problem:
         return problem
+    others = [name for name in migrated_schemas(conn) if name != schema]
+    if others:
+        return MIGRATED_FOR_ANOTHER_SCHEMA.format(other=others[0], schema=schema)
     table = quote_ident(schema) + "." + quote_ident(TABLE_NAME)
     with conn.cursor() as cur:
         login, superuser, createrole, owner, acts_as_owner, schema_owner = cur.execute(
