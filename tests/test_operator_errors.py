@@ -4,6 +4,7 @@ what the README and SECURITY.md say they do (rollback, the SQL script, psql, the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -279,3 +280,15 @@ def test_security_md_checks_run_in_psql_with_a_prisma_url(litellm_schema_db):
     )
     assert result.returncode == 0, result.stderr
     assert "t|t" in result.stdout.splitlines()
+
+
+# -- exposure's memory_read_as, as the README's field table says ------------------------------
+
+
+def test_exposure_reads_as_the_login_role_for_a_superuser_after_the_migration(migrated_db):
+    result = run_cli("--database-url", migrated_db.conninfo, "exposure", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["memory_read_as"] == "login role"
+    readme = (ROOT / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| `memory_read_as` |")]
+    assert "for a superuser login" in row
