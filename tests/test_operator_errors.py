@@ -138,15 +138,15 @@ def test_a_url_without_the_right_schema_points_at_it(litellm_schema_db, query):
     assert checks[0].status == doctor.FAIL and "?schema=" in checks[0].detail
 
 
-def test_a_second_schema_of_one_database_is_refused(litellm_db):
-    # LiteLLM's tables in public and in litellm; the patch protects litellm's.
-    embedded.apply_litellm_schema(litellm_db.conninfo, schema="litellm")
-    migrator.upgrade(parse_database_url(f"{litellm_db.conninfo}&schema=litellm"))
+def test_a_second_schema_of_one_database_is_refused(litellm_schema_db):
+    # A memory table in public too; the patch protects litellm's.
+    with psycopg.connect(litellm_schema_db, autocommit=True) as conn:
+        conn.execute('CREATE TABLE public."LiteLLM_MemoryTable" (LIKE litellm."LiteLLM_MemoryTable")')
     assert_one_line_error(
-        run_cli("--database-url", litellm_db.conninfo, "migrate"),
+        run_cli("--database-url", litellm_schema_db, "migrate"),
         "migrated for LiteLLM's schema litellm, not public", "?schema=litellm",
     )
-    revision = {c.name: c for c in doctor.run_checks(litellm_db)}["revision"]
+    revision = {c.name: c for c in doctor.run_checks(parse_database_url(litellm_schema_db))}["revision"]
     assert revision.status == doctor.FAIL and "?schema=litellm" in revision.detail
 
 
