@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget, quote_ident
+from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget, dollar_tag, quote_ident, quote_literal
 from .migrations.enforcement import TABLE_NAME
 
 DEFAULT_LOCK_TIMEOUT_MS = 5000
@@ -100,7 +100,8 @@ def _alembic_config(
 def revisions() -> list[str]:
     """Every revision this package ships, oldest first."""
     config = _alembic_config(schema="public", conninfo=None, lock_timeout_ms=0)
-    return [script.revision for script in reversed(list(ScriptDirectory.from_config(config).walk_revisions()))]
+    newest_first = ScriptDirectory.from_config(config).walk_revisions()
+    return [script.revision for script in reversed(list(newest_first))]
 
 
 def switch_grants_sql(schema: str, grant_to: tuple[str, ...] = ()) -> str:
@@ -108,19 +109,22 @@ def switch_grants_sql(schema: str, grant_to: tuple[str, ...] = ()) -> str:
     migration, the owner of LiteLLM's memory table (the role a proxy usually logs in as) and
     every role of ``grant_to``. Only those that cannot yet: granting needs ADMIN on the role."""
     table = quote_ident(schema) + "." + quote_ident(TABLE_NAME)
-    named = "".join(f", {_literal(name)}" for name in grant_to)
-    return f"""DO $grant$
+    named = "".join(f", {quote_literal(name)}" for name in grant_to)
+    body = f"""
 DECLARE
     grantee name;
 BEGIN
     FOREACH grantee IN ARRAY ARRAY[current_user,
-            (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = {_literal(table)}::regclass){named}]::name[] LOOP
+            (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = {quote_literal(table)}::regclass){named}]::name[] LOOP
         IF NOT pg_has_role(grantee, '{APP_ROLE}', {_SWITCH_PRIVILEGE}) THEN
             EXECUTE 'GRANT {APP_ROLE} TO ' || quote_ident(grantee);
         END IF;
     END LOOP;
 END
-$grant$;"""
+"""
+    # Names from the URL and the command line stand inside the quoted body: its tag must not.
+    tag = dollar_tag(body)
+    return f"DO {tag}{body}{tag};"
 
 
 def role_repair_sql() -> str:
@@ -133,10 +137,6 @@ BEGIN
     END IF;
 END
 $repair$;"""
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 # PostgreSQL 16 split "may SET ROLE" from membership; before it, membership implied it.
