@@ -3,24 +3,28 @@
 Subcommands live in :data:`SUBCOMMANDS`; adding one is a function that takes the parsed
 arguments and returns an exit code, plus one entry there. Every failure a user can cause or
 fix (no URL, unreachable server, missing LiteLLM table, missing privilege, busy table) is one
-line on stderr that says what to do, and a non-zero exit code; never a traceback.
+line on stderr that says what to do, and exit status 1; a usage error (an unknown option, a
+bad value) is one line too, with exit status 2; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import psycopg
+from alembic.util import CommandError
 from psycopg import errors
 from sqlalchemy.exc import DBAPIError
 
-from . import demo, doctor, exposure, migrator
+from . import __version__, demo, doctor, exposure, migrator, verify
 from .config import (
     DEFAULT_SCHEMA,
+    PATCH_SCHEMA,
     ConfigError,
     DatabaseTarget,
     check_schema_name,
@@ -35,8 +39,8 @@ CANNOT_CONNECT = (
     " (or LITELLM_MEMORY_DATABASE_URL / DATABASE_URL): host, port, user, password, database name"
 )
 MISSING_PRIVILEGE = (
-    "the login role lacks a privilege ({reason}); run it as the owner of LiteLLM's tables"
-    " (the role LiteLLM's DATABASE_URL logs in as) or as a superuser"
+    "the login role lacks a privilege ({reason}); the README's table \"Who runs what\" names"
+    " the role each command needs"
 )
 TABLE_BUSY = (
     "the memory table is busy: another transaction held a lock on it longer than the lock"
@@ -44,6 +48,21 @@ TABLE_BUSY = (
 )
 DATABASE_ERROR = "the database refused ({reason})"
 CONNECT_CLASSES = ("08", "28", "3D")
+NOTHING_TO_DOWNGRADE = "database not migrated (no revision recorded): nothing to downgrade, nothing changed"
+CANNOT_DOWNGRADE = (
+    "cannot go back to {revision} ({reason}); give a revision below the database's"
+    " (see downgrade --help)"
+)
+BAD_LOCK_TIMEOUT = "must be a number of seconds, at least 0.001 (got {value!r})"
+DATABASE_URL_TWICE = "--database-url given twice; give it once"
+TAKES_NO_URL = "{command} uses no database of yours and takes no --database-url"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, with exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,8 @@ class Subcommand:
     help: str
     run: Callable[[argparse.Namespace], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    # Whether it takes --database-url.
+    database: bool = True
 
 
 def _target(args: argparse.Namespace) -> DatabaseTarget:
@@ -58,17 +79,41 @@ def _target(args: argparse.Namespace) -> DatabaseTarget:
 
 
 def _lock_timeout_ms(args: argparse.Namespace) -> int:
-    return int(args.lock_timeout * 1000)
+    return round(args.lock_timeout * 1000)
+
+
+def _seconds(text: str) -> float:
+    # PostgreSQL reads a lock_timeout of 0 as "wait forever", which would queue the migration's
+    # exclusive lock, and every request behind it, for as long as the table stays busy.
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0.001:
+        raise argparse.ArgumentTypeError(BAD_LOCK_TIMEOUT.format(value=text))
+    return value
 
 
 def _add_lock_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lock-timeout",
-        type=float,
+        type=_seconds,
         default=migrator.DEFAULT_LOCK_TIMEOUT_MS / 1000,
         metavar="SECONDS",
         help="give up, changing nothing, when the table stays locked this long"
         " (default: %(default)s)",
+    )
+
+
+def _add_migrate_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_lock_timeout(parser)
+    parser.add_argument(
+        "--grant-to",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="also let this login role switch to the restricted role (repeatable); the"
+        " migrating role and the memory table's owner always may",
     )
 
 
@@ -80,21 +125,41 @@ def _report_revision(target: DatabaseTarget) -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
     target = _target(args)
-    migrator.upgrade(target, lock_timeout_ms=_lock_timeout_ms(args))
+    migrator.upgrade(
+        target, lock_timeout_ms=_lock_timeout_ms(args), grant_to=tuple(args.grant_to)
+    )
     _report_revision(target)
     return 0
 
 
 def _add_downgrade_arguments(parser: argparse.ArgumentParser) -> None:
+    choices = ["base", *migrator.revisions()[:-1]]
     parser.add_argument(
-        "revision", nargs="?", default="base", help="revision to go back to (default: base)"
+        "revision",
+        nargs="?",
+        default="base",
+        choices=choices,
+        metavar="REVISION",
+        help=f"revision to go back to: {', '.join(choices)} (default: base, which also removes"
+        f" the schema {PATCH_SCHEMA})",
     )
     _add_lock_timeout(parser)
 
 
 def _downgrade(args: argparse.Namespace) -> int:
     target = _target(args)
-    migrator.downgrade(target, revision=args.revision, lock_timeout_ms=_lock_timeout_ms(args))
+    try:
+        done = migrator.downgrade(
+            target, revision=args.revision, lock_timeout_ms=_lock_timeout_ms(args)
+        )
+    except CommandError as exc:
+        # Alembic's words for a target at or above the database's revision.
+        raise ConfigError(
+            CANNOT_DOWNGRADE.format(revision=args.revision, reason=_one_line(exc))
+        ) from None
+    if not done:
+        print(f"{PROG}: {NOTHING_TO_DOWNGRADE}")
+        return 0
     _report_revision(target)
     return 0
 
@@ -134,6 +199,32 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proxy-url", default="http://localhost:4000", help="the proxy (default: %(default)s)"
+    )
+    for number in (1, 2):
+        parser.add_argument(
+            f"--key-{number}",
+            required=True,
+            metavar="KEY",
+            help=f"a key of team {number} that may call /v1/memory"
+            + (" (of another team than --key-1)" if number == 2 else ""),
+        )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    steps = verify.run(args.proxy_url, args.key_1, args.key_2)
+    print(verify.format_steps(steps))
+    return 0 if all(step.ok for step in steps) else 1
+
+
+def _url(args: argparse.Namespace) -> int:
+    # psql refuses Prisma's parameters (?schema=, ?pgbouncer=, ...): the URL as libpq reads it.
+    print(_target(args).conninfo)
+    return 0
+
+
 def _add_exposure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
@@ -151,7 +242,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "migrate": Subcommand(
         "add the row-level security to the memory table (upgrade to head)",
         _migrate,
-        _add_lock_timeout,
+        _add_migrate_arguments,
     ),
     "downgrade": Subcommand(
         "remove it again, back to LiteLLM's stock table", _downgrade, _add_downgrade_arguments
@@ -171,33 +262,48 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         _exposure,
         _add_exposure_arguments,
     ),
-    # The demo brings its own PostgreSQL and ignores --database-url.
+    "url": Subcommand(
+        "print the database URL without Prisma's parameters, for psql (it names the password)",
+        _url,
+    ),
+    "verify": Subcommand(
+        "check that a running proxy refuses cross-team access, with two keys of different teams"
+        " (leaves nothing behind)",
+        _verify,
+        _add_verify_arguments,
+        database=False,
+    ),
+    # The demo brings its own PostgreSQL.
     "demo": Subcommand(
         "replay LiteLLM issue #27722 against the patched proxy, on a private PostgreSQL",
         demo.run,
         demo.add_arguments,
+        database=False,
     ),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # --database-url is accepted before or after the subcommand; SUPPRESS keeps the subparser
-    # from overwriting a value given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _add_database_url(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument(
         "--database-url",
-        default=argparse.SUPPRESS,
+        dest=dest,
+        metavar="URL",
         help="PostgreSQL URL, Prisma-style ?schema= allowed"
         " (default: LITELLM_MEMORY_DATABASE_URL, else DATABASE_URL)",
     )
-    parser = argparse.ArgumentParser(
-        prog=PROG, parents=[common], description="Team isolation for LiteLLM's /v1/memory store."
-    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Team isolation for LiteLLM's /v1/memory store.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # --database-url is accepted before or after the subcommand; two destinations, so that
+    # giving it in both places is an error rather than the later one silently winning.
+    _add_database_url(parser, "database_url")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, subcommand in SUBCOMMANDS.items():
-        sub = commands.add_parser(
-            name, parents=[common], help=subcommand.help, description=subcommand.help
-        )
+        sub = commands.add_parser(name, help=subcommand.help, description=subcommand.help)
+        if subcommand.database:
+            _add_database_url(sub, "database_url_after_command")
         subcommand.add_arguments(sub)
     return parser
 
@@ -225,11 +331,17 @@ def _explain(exc: psycopg.Error) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    args.database_url = getattr(args, "database_url", None)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    after = getattr(args, "database_url_after_command", None)
+    if args.database_url is not None and after is not None:
+        parser.error(DATABASE_URL_TWICE)
+    if args.database_url is not None and not SUBCOMMANDS[args.command].database:
+        parser.error(TAKES_NO_URL.format(command=args.command))
+    args.database_url = args.database_url or after
     try:
         return SUBCOMMANDS[args.command].run(args)
-    except ConfigError as exc:
+    except (ConfigError, migrator.MigrationRefused, verify.VerifyError) as exc:
         message = str(exc)
     except DBAPIError as exc:
         # Alembic runs through SQLAlchemy, which wraps psycopg's error; the original says more.

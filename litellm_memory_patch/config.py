@@ -43,6 +43,12 @@ PATCH_SCHEMA = "litellm_memory_patch"
 # The restricted role every request switches to; the migrations create it.
 APP_ROLE = "litellm_memory_app"
 
+def refuses_the_switch(message: str | None) -> bool:
+    """Whether PostgreSQL's refusal means the login role may not use the restricted role: the
+    role switch itself, or the project's schema, whose USAGE a login gets as a member of it."""
+    return bool(message) and ("set role" in message or f"schema {PATCH_SCHEMA}" in message)
+
+
 MISSING_URL = (
     "no database URL: pass --database-url, or set LITELLM_MEMORY_DATABASE_URL "
     "(or DATABASE_URL, as LiteLLM does)"

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import errors, sql
 
 from . import migrator
-from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget
+from .config import APP_ROLE, PATCH_SCHEMA, DatabaseTarget, quote_ident, refuses_the_switch
 from .migrations import enforcement
 from .unknowns import columns_check
 
@@ -28,6 +28,16 @@ WARN = "warn"
 FAIL = "fail"
 
 MIGRATE_HINT = "repair: litellm-memory-patch migrate"
+# What doctor sees depends on the login role of its URL; the proxy's own login is what counts.
+PROXY_URL_NOTE = "doctor checks its URL's login role: run it with the proxy's own database URL"
+CANNOT_SWITCH = (
+    "{login} cannot switch to {role}, so a proxy logging in as it answers 503; repair, as a"
+    " superuser: GRANT {role} TO {login}; (or litellm-memory-patch migrate --grant-to {login})"
+)
+LACKS_PRIVILEGE = (
+    "this login role ({login}) lacks a privilege ({reason}): the problem is this role's"
+    " privileges, not the database's protection; {note}"
+)
 ROLE_ATTRIBUTES = ("LOGIN", "SUPERUSER", "BYPASSRLS", "CREATEDB", "CREATEROLE", "INHERIT", "REPLICATION")
 TABLE_PRIVILEGES = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 # pg_trigger.tgtype of BEFORE INSERT OR UPDATE ... FOR EACH ROW.
@@ -48,6 +58,14 @@ class Check:
 def _short(text: str | None, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lacks(conn: psycopg.Connection, exc: psycopg.Error) -> str:
+    """A refusal met because of doctor's own login role, said as such."""
+    reason = _short(exc.diag.message_primary or exc)
+    if refuses_the_switch(reason):
+        return CANNOT_SWITCH.format(login=quote_ident(conn.info.user), role=APP_ROLE)
+    return LACKS_PRIVILEGE.format(login=conn.info.user, reason=reason, note=PROXY_URL_NOTE)
 
 
 def _rls_check(cur: psycopg.Cursor, table: str) -> Check:
@@ -78,6 +96,8 @@ def _policy_checks(conn: psycopg.Connection, table: str) -> list[Check]:
                 cur.execute(enforcement.create_policy_sql(policy, EXPECTED_TABLE))
             expected = {row[0]: row[1:] for row in cur.execute(_POLICY_QUERY, (EXPECTED_TABLE,))}
             found = {row[0]: row[1:] for row in cur.execute(_POLICY_QUERY, (table,))}
+    except errors.InsufficientPrivilege as exc:
+        return [Check("policies", FAIL, f"cannot compare them with this version's: {_lacks(conn, exc)}")]
     except psycopg.Error as exc:
         # Without the role, or without the right to create a temporary table.
         reason = _short(exc.diag.message_primary or exc)
@@ -189,7 +209,8 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
             Check(
                 "restricted role", FAIL,
                 f"{APP_ROLE} has {', '.join(granted)}: row-level security may not bind it;"
-                f" repair (as a superuser): ALTER ROLE {APP_ROLE} {undo}",
+                f" repair (as a superuser): ALTER ROLE {APP_ROLE} {undo}; or run"
+                f" litellm-memory-patch migrate as a superuser, which does it",
             )
         ]
     else:
@@ -234,14 +255,10 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
         {"role": APP_ROLE},
     ).fetchone()
     if member and can_set:
-        checks.append(Check("role switch", OK, f"{login} can switch to {APP_ROLE}"))
+        checks.append(Check("role switch", OK, f"{login} can switch to {APP_ROLE} ({PROXY_URL_NOTE})"))
     else:
         checks.append(
-            Check(
-                "role switch", FAIL,
-                f"{login} cannot SET ROLE {APP_ROLE}; migrate as this login role,"
-                f" or run: GRANT {APP_ROLE} TO {login}",
-            )
+            Check("role switch", FAIL, CANNOT_SWITCH.format(login=quote_ident(login), role=APP_ROLE))
         )
 
     owner = False
@@ -291,7 +308,7 @@ def _grant_check(cur: psycopg.Cursor, table: str) -> Check:
     return Check("table grants", OK, f"{APP_ROLE}: {', '.join(TABLE_PRIVILEGES)}; PUBLIC: nothing")
 
 
-def _guard_check(conn: psycopg.Connection) -> Check:
+def _guard_check(conn: psycopg.Connection, repair: str) -> Check:
     """The per-request guard, called as a request calls it (then rolled back)."""
     try:
         with conn.transaction(force_rollback=True):
@@ -301,9 +318,11 @@ def _guard_check(conn: psycopg.Connection) -> Check:
                 ),
                 (migrator.head_revision(),),
             )
+    except errors.InsufficientPrivilege as exc:
+        return Check("request guard", FAIL, f"requests as this login role answer 503: {_lacks(conn, exc)}")
     except psycopg.Error as exc:
         reason = _short(exc.diag.message_primary or exc)
-        return Check("request guard", FAIL, f"requests answer 503: {reason}; {MIGRATE_HINT}")
+        return Check("request guard", FAIL, f"requests answer 503: {reason}; {repair}")
     return Check("request guard", OK, "requests pass the per-request check")
 
 
@@ -397,7 +416,7 @@ class _Canary:
         return failures
 
 
-def _canary(conn: psycopg.Connection, schema: str) -> Check:
+def _canary(conn: psycopg.Connection, schema: str, repair: str) -> Check:
     table = sql.Identifier(schema, enforcement.TABLE_NAME)
     try:
         # force_rollback: the canary's rows never commit, on success or on any error.
@@ -409,17 +428,23 @@ def _canary(conn: psycopg.Connection, schema: str) -> Check:
                 {"timeout": CANARY_TIMEOUT, "role": APP_ROLE},
             )
             failures = _Canary(cur, table).failures()
+    except errors.InsufficientPrivilege as exc:
+        return Check("canary", FAIL, f"the test writes could not run: {_lacks(conn, exc)}")
     except psycopg.Error as exc:
         return Check("canary", FAIL, f"the test writes failed: {_short(exc.diag.message_primary or exc)}")
     if failures:
-        return Check("canary", FAIL, "; ".join(failures) + f"; {MIGRATE_HINT}")
+        return Check("canary", FAIL, "; ".join(failures) + f"; {repair}")
     return Check(
         "canary", OK,
         "reads, inserts, updates and deletes across teams all refused (rolled back)",
     )
 
 
-def _revision_check(conn: psycopg.Connection) -> Check:
+def _revision_check(conn: psycopg.Connection, schema: str) -> Check:
+    # The version table is per database; the protection is for one schema of it.
+    others = [name for name in migrator.migrated_schemas(conn) if name != schema]
+    if others:
+        return Check("revision", FAIL, migrator.MIGRATED_FOR_ANOTHER_SCHEMA.format(other=others[0], schema=schema))
     head = migrator.head_revision()
     try:
         current = migrator.current_revision(conn)
@@ -440,23 +465,31 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
             cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             if not cur.fetchone()[0]:
                 return [
-                    Check(
-                        "memory table", FAIL,
-                        f"{table} does not exist: start LiteLLM >= 1.83.14 once, then {MIGRATE_HINT}",
-                    ),
-                    _revision_check(conn),
+                    Check("memory table", FAIL, migrator.table_problem(conn, target.schema)),
+                    _revision_check(conn, target.schema),
                     *_role_checks(cur, None),
                 ]
-            checks = [Check("memory table", OK, table), _revision_check(conn), _rls_check(cur, table)]
+            checks = [Check("memory table", OK, table), _revision_check(conn, target.schema), _rls_check(cur, table)]
             checks += _policy_checks(conn, table)
             checks += [_function_check(cur, function) for function in enforcement.functions(target.schema, revision=migrator.head_revision())]
             checks.append(_trigger_check(cur, table))
             checks += _role_checks(cur, table)
             checks.append(_grant_check(cur, table))
             checks.append(columns_check(cur, table))
-        checks.append(_guard_check(conn))
-        checks.append(_canary(conn, target.schema))
+        repair = _repair_for_the_live_checks(checks)
+        checks.append(_guard_check(conn, repair))
+        checks.append(_canary(conn, target.schema, repair))
     return checks
+
+
+def _repair_for_the_live_checks(checks: list[Check]) -> str:
+    """The repair the guard and the canary name: a failing restricted role is repaired by its
+    own statement (migrate cannot take a superuser's powers away unless run as one), anything
+    else by migrate."""
+    for check in checks:
+        if check.name == "restricted role" and check.status == FAIL:
+            return "repair: see the restricted role line above"
+    return MIGRATE_HINT
 
 
 def all_ok(checks: list[Check]) -> bool:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .config import PATCH_SCHEMA, Settings
+from .config import APP_ROLE, PATCH_SCHEMA, Settings, quote_ident, refuses_the_switch
 from .migrations.enforcement import GUARD_SQLSTATE
 from .scope import CallerScope
 
@@ -56,7 +57,13 @@ MAX_OFFSET = 2**62
 NOT_MIGRATED = (
     "The memory store is not set up in this database for this version of the patch: an operator "
     "must run `litellm-memory-patch doctor` to see why and `litellm-memory-patch migrate` with "
-    "the proxy's database URL; retry then."
+    "the proxy's database URL (whose ?schema= names LiteLLM's schema, if it is not public); "
+    "retry then."
+)
+CANNOT_SWITCH = (
+    "The memory store is unavailable: the proxy's database login role {login} may not switch to "
+    "the role " + APP_ROLE + ". An operator must run, as a superuser: GRANT " + APP_ROLE + " TO "
+    "{login}; (or `litellm-memory-patch migrate --grant-to {login}` as a superuser)."
 )
 PROTECTION_MISSING = (
     "The memory store is unavailable: its database protection is not in place ({problem}). An "
@@ -67,7 +74,46 @@ BEYOND_LIMITS = (
     "or the metadata (or, for a key whose team or user id is this long, use another key)."
 )
 UNAVAILABLE = "The memory store's database is unavailable; retry shortly."
+LOGIN_REFUSED = (
+    "The memory store's database refuses the proxy's login (authentication failed, or the role or "
+    "database its URL names does not exist): an operator must correct LITELLM_MEMORY_DATABASE_URL "
+    "(or DATABASE_URL) and restart the proxy."
+)
+# libpq's and PostgreSQL's words for a login that fails the same way at every attempt.
+PERMANENT_CONNECT_FAULTS = (
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "no password supplied",
+)
+# A fault that repeats at every request or reconnection attempt is logged once per interval.
+LOG_INTERVAL_SECONDS = 60.0
 TIMED_OUT = "The memory store's database did not answer in time; retry shortly."
+
+
+class RepeatGate(logging.Filter):
+    """Lets a given text through once per interval. As a filter on psycopg's pool logger it
+    keeps a pool that retries a refused login from logging every attempt."""
+
+    def __init__(self, interval: float = LOG_INTERVAL_SECONDS) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def allows(self, text: str) -> bool:
+        now = time.monotonic()
+        if now - self._last.get(text, -self._interval) < self._interval:
+            return False
+        if len(self._last) > 1000:  # texts carry no unbounded parts, but never grow forever
+            self._last.clear()
+        self._last[text] = now
+        return True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.allows(record.getMessage())
+
+
+_pool_log_gate = RepeatGate()
 
 
 class StoreUnavailable(Exception):
@@ -350,6 +396,13 @@ class MemoryStore:
 
         self._settings = settings
         self._revision = head_revision()
+        # The last failure to open a connection, None once one opens: a PoolTimeout says only
+        # that no connection came, this says whether one ever can.
+        self._connect_fault: psycopg.OperationalError | None = None
+        self._log_gate = RepeatGate()
+        pool_logger = logging.getLogger("psycopg.pool")
+        if _pool_log_gate not in pool_logger.filters:
+            pool_logger.addFilter(_pool_log_gate)
         self.max_value_bytes = settings.max_value_bytes
         self._table = sql.SQL("{}.{}").format(
             sql.Identifier(settings.database.schema), sql.Identifier("LiteLLM_MemoryTable")
@@ -361,6 +414,7 @@ class MemoryStore:
             timeout=settings.pool_timeout,
             open=False,
             name="litellm-memory-patch",
+            connection_class=self._recording_connection_class(),
             check=AsyncConnectionPool.check_connection,
             kwargs={
                 # Transactions are begun explicitly, in the same message as their first statement.
@@ -370,6 +424,34 @@ class MemoryStore:
                 "application_name": "litellm-memory-patch",
             },
         )
+
+    def _recording_connection_class(self) -> type[psycopg.AsyncConnection]:
+        store = self
+
+        class RecordingConnection(psycopg.AsyncConnection):
+            @classmethod
+            async def connect(cls, *args, **kwargs):
+                try:
+                    conn = await super().connect(*args, **kwargs)
+                except psycopg.OperationalError as exc:
+                    store._connect_fault = exc
+                    raise
+                store._connect_fault = None
+                return conn
+
+        return RecordingConnection
+
+    def _no_connection(self, exc: PoolTimeout) -> StoreUnavailable:
+        """What a request that got no connection answers, logged once per interval."""
+        fault = self._connect_fault
+        if fault is not None and any(words in str(fault) for words in PERMANENT_CONNECT_FAULTS):
+            detail, cause = LOGIN_REFUSED, fault
+        else:
+            detail, cause = UNAVAILABLE, exc
+        text = f"memory store unavailable: {' '.join(str(cause).split())}"
+        if self._log_gate.allows(text):
+            logger.warning("%s", text)
+        return StoreUnavailable(detail)
 
     async def open(self) -> None:
         # Not waiting: the proxy must start even when the database is down; requests then
@@ -391,12 +473,14 @@ class MemoryStore:
         )
 
     @staticmethod
-    def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool) -> Exception:
+    def _refusal(exc: errors.InsufficientPrivilege, *, wrote: bool, login: str) -> Exception:
         # A write refused by a policy or the ownership trigger means the handlers let through
         # what the database would not: a bug, answered 403. A refusal met by the request's start
         # (its role switch, its lock; the start and a write may share a message) or met without
-        # any write means this login was not migrated.
+        # any write means this login was not migrated, or may not switch to the restricted role.
         logger.error("the database refused: %s", exc.diag.message_primary)
+        if refuses_the_switch(exc.diag.message_primary):
+            return StoreUnavailable(CANNOT_SWITCH.format(login=quote_ident(login)))
         in_start = "begin_request" in (exc.diag.context or "")
         return WriteRefused() if wrote and not in_start else StoreUnavailable(NOT_MIGRATED)
 
@@ -440,11 +524,10 @@ class MemoryStore:
                         with contextlib.suppress(psycopg.OperationalError):
                             await conn.rollback()
                     if isinstance(exc, errors.InsufficientPrivilege):
-                        raise self._refusal(exc, wrote=tx.wrote) from None
+                        raise self._refusal(exc, wrote=tx.wrote, login=conn.info.user) from None
                     raise
         except PoolTimeout as exc:
-            logger.warning("memory store unavailable: %s", exc)
-            raise StoreUnavailable(UNAVAILABLE) from None
+            raise self._no_connection(exc) from None
         except psycopg.Error as exc:
             translated = self._translate(exc)
             if translated is exc:
