@@ -29,16 +29,19 @@ from litellm.types.memory_management import (
 from . import __version__
 from .scope import WRITE_FORBIDDEN, CallerScope, ScopeError
 from .store import (
+    ABSENT,
     BEYOND_LIMITS,
+    DELETED,
+    FORBIDDEN,
     BeyondLimits,
     KeyMatch,
     KeyTaken,
     MemoryRecord,
     MemoryStore,
-    MemoryTransaction,
     StoreUnavailable,
     WriteRefused,
     visibility,
+    writable,
 )
 
 logger = logging.getLogger("litellm_memory_patch")
@@ -180,19 +183,6 @@ def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
     return LiteLLM_MemoryRow.model_validate(record, from_attributes=True)
 
 
-async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
-    # Only a pure team row of the caller's own team needs the database's team-admin answer,
-    # and only when the owner's role does not decide it already.
-    needs_admin_check = (
-        not (scope.is_admin or scope.is_admin_of_team)
-        and row.user_id is None
-        and scope.team_id is not None
-        and row.team_id == scope.team_id
-    )
-    is_team_admin = needs_admin_check and await tx.caller_is_team_admin()
-    return scope.may_write(row, is_team_admin=is_team_admin)
-
-
 # -- the routes ---------------------------------------------------------------------------
 
 
@@ -299,36 +289,40 @@ async def upsert_memory(
     if not changes:
         raise HTTPException(status_code=400, detail=NOTHING_TO_UPDATE)
 
-    async with refusals_as_http():
+    # What a create would stamp, or why it cannot: it answers only when no row is visible.
+    new_row, cannot_create = None, None
+    if body.value is None:
+        cannot_create = HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
+    else:
+        try:
+            user_id, team_id = scope.owner_for_create(
+                requested_user_id=body.user_id, requested_team_id=body.team_id
+            )
+            new_row = {"value": body.value, "metadata": body.metadata, "user_id": user_id, "team_id": team_id}
+        except ScopeError as exc:
+            cannot_create = HTTPException(status_code=exc.status, detail=exc.detail)
+
+    async def put() -> tuple[str, MemoryRecord | None]:
         async with store.transaction(scope) as tx:
-            where = visibility(scope)
-            existing = await tx.find(key, where=where)
-            if existing is None:
-                if body.value is None:
-                    raise HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
-                user_id, team_id = scope.owner_for_create(
-                    requested_user_id=body.user_id, requested_team_id=body.team_id
-                )
-                try:
-                    return _answer(
-                        await tx.create(
-                            key=key,
-                            value=body.value,
-                            metadata=body.metadata,
-                            user_id=user_id,
-                            team_id=team_id,
-                            actor=scope.user_id,
-                        )
-                    )
-                except KeyTaken:
-                    # Taken elsewhere (409), or created in this scope since the read above:
-                    # then it is an update after all.
-                    existing = await tx.find(key, where=where)
-                    if existing is None:
-                        raise key_taken(key) from None
-            if not await _may_write(tx, scope, existing):
-                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
-            row = await tx.update(existing.memory_id, changes, where=where, actor=scope.user_id)
+            return await tx.upsert(
+                key, changes, where=visibility(scope), may_write=writable(scope),
+                actor=scope.user_id, new_row=new_row,
+            )
+
+    async with refusals_as_http():
+        try:
+            outcome, row = await put()
+        except KeyTaken:
+            # Taken where this caller cannot see it (409), or created in its scope after the
+            # statement's snapshot: a new statement then sees the row and updates it.
+            try:
+                outcome, row = await put()
+            except KeyTaken:
+                raise key_taken(key) from None
+    if outcome == FORBIDDEN:
+        raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
+    if outcome == ABSENT:
+        raise cannot_create
     if row is None:
         raise not_found(key)
     return _answer(row)
@@ -344,13 +338,9 @@ async def delete_memory(
     _check_key(key)
     async with refusals_as_http():
         async with store.transaction(scope) as tx:
-            where = visibility(scope)
-            existing = await tx.find(key, where=where)
-            if existing is None:
-                raise not_found(key)
-            if not await _may_write(tx, scope, existing):
-                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
-            deleted = await tx.delete(existing.memory_id, where=where)
-    if not deleted:
+            outcome = await tx.delete(key, where=visibility(scope), may_write=writable(scope))
+    if outcome == FORBIDDEN:
+        raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
+    if outcome != DELETED:
         raise not_found(key)
     return MemoryDeleteResponse(key=key, deleted=True)

@@ -11,10 +11,11 @@ on the same server connection behind PgBouncer in transaction mode, starts from 
 the check fails the request answers 503 naming the problem, and the next request checks again.
 
 Round trips, not statements, are what a request pays for, so statements travel together in
-one simple-protocol message. A request whose statements all fit in one message (a GET, a list,
-a POST) sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a multi-statement message as one
-implicit transaction, so the role and settings end with it. A request of two round trips (PUT,
-DELETE) wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
+one simple-protocol message. Every route's request fits in one: a PUT or a DELETE is one
+statement that reads, authorises and writes (:meth:`MemoryTransaction.upsert`,
+:meth:`MemoryTransaction.delete`). Such a message sends no ``BEGIN`` or ``COMMIT``: PostgreSQL
+runs a multi-statement message as one implicit transaction, so the role and settings end with
+it. A request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
 message only after the previous one ran, so the role switch applies to the statements that
 follow it, and an error in any statement skips the rest of the message. The simple protocol
 carries no parameters: values are bound client-side with psycopg's ``sql.Literal``, which
@@ -90,6 +91,13 @@ class BeyondLimits(Exception):
     """The request can never succeed: it exceeds a limit of PostgreSQL (a 4xx, not an outage)."""
 
 
+# What a write by key found and did (MemoryTransaction.upsert and .delete).
+UPDATED, CREATED, DELETED = "updated", "created", "deleted"
+FORBIDDEN = "forbidden"  # the row is visible, but the caller may not write it
+VANISHED = "vanished"  # the row was visible and writable, and gone when written
+ABSENT = "absent"  # no visible row (and nothing to create)
+
+
 # A missing role, function or table, or a login role that may not switch: the migrations
 # have not been applied (or were rolled back) in this database.
 _NOT_MIGRATED_ERRORS = (
@@ -155,6 +163,30 @@ def visibility(scope: CallerScope) -> sql.Composable:
     return sql.SQL("FALSE")
 
 
+def writable(scope: CallerScope) -> sql.Composable:
+    """The visible rows ``scope`` may update or delete, as an SQL condition (the handlers' own
+    check, SECURITY.md's rules). Team-admin status is the database's own answer, asked only for
+    a pure team row of the caller's team."""
+    if scope.is_admin:
+        return sql.SQL("TRUE")
+    if scope.is_admin_of_team:
+        return sql.SQL("team_id = {}").format(sql.Literal(scope.team_id))
+    conditions = []
+    if scope.user_id is not None:
+        conditions.append(
+            sql.SQL("(user_id = {} AND team_id IS NOT DISTINCT FROM {})").format(
+                sql.Literal(scope.user_id), sql.Literal(scope.team_id)
+            )
+        )
+    if scope.team_id is not None:
+        conditions.append(
+            sql.SQL(
+                "CASE WHEN user_id IS NULL AND team_id = {} THEN {}.session_is_team_admin() END"
+            ).format(sql.Literal(scope.team_id), sql.Identifier(PATCH_SCHEMA))
+        )
+    return sql.SQL("coalesce({}, false)").format(sql.SQL(" OR ").join(conditions)) if conditions else sql.SQL("FALSE")
+
+
 _COLUMNS = sql.SQL(
     "memory_id, key, value, metadata, user_id, team_id, created_at, created_by, updated_at, updated_by"
 )
@@ -165,6 +197,8 @@ _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
 _BEGIN_REQUEST = sql.SQL(
     "SELECT {patch}.begin_request({revision}, {team_id}, {user_id}, {user_role}, {statement_timeout})"
 )
+# Typed: an untyped NULL in INSERT ... SELECT would be text, which jsonb does not take.
+_NULL_JSON = sql.SQL("NULL::jsonb")
 _BEGIN = sql.SQL("BEGIN")
 _COMMIT = sql.SQL("COMMIT")
 
@@ -253,93 +287,157 @@ class MemoryTransaction:
         )
         return [MemoryRecord.from_row(row) for row in rows], counted[0]["total"]
 
-    async def create(
-        self,
-        *,
-        key: str,
-        value: str,
-        metadata: Any,
-        user_id: str | None,
-        team_id: str | None,
+    def _new_row(
+        self, *, key: str, value: str, metadata: Any, user_id: str | None, team_id: str | None,
         actor: str | None,
-        last: bool = False,
-    ) -> MemoryRecord:
-        """Insert a row; ``metadata`` None stores SQL NULL, as LiteLLM does on create.
+    ) -> sql.Composable:
+        """The columns and values of a new row; ``metadata`` None stores SQL NULL, as LiteLLM
+        does on create."""
+        values = sql.SQL(", ").join(
+            [
+                *map(sql.Literal, (str(uuid4()), key, value)),
+                _NULL_JSON if metadata is None else sql.Literal(Jsonb(metadata)),
+                *map(sql.Literal, (user_id, team_id, actor, actor)),
+            ]
+        )
+        return sql.SQL(
+            "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id, created_by,"
+            " updated_by, created_at, updated_at) SELECT {}, {now}, {now}"
+        ).format(self._table, values, now=_NOW)
+
+    async def create(self, *, last: bool = False, **new_row: Any) -> MemoryRecord:
+        """Insert a row (the keywords of :meth:`_new_row`).
 
         A taken key inserts nothing instead of raising (:class:`KeyTaken`), so the transaction
-        stays usable: an upsert then falls back to reading the row.
+        stays usable.
         """
         self.wrote = True
-        values = sql.SQL(", ").join(
-            sql.Literal(value)
-            for value in (
-                str(uuid4()),
-                key,
-                value,
-                None if metadata is None else Jsonb(metadata),
-                user_id,
-                team_id,
-                actor,
-                actor,
-            )
-        )
         rows = await self._records(
-            sql.SQL(
-                "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id, created_by,"
-                " updated_by, created_at, updated_at) VALUES ({}, {now}, {now})"
-                " ON CONFLICT DO NOTHING RETURNING {}"
-            ).format(self._table, values, _COLUMNS, now=_NOW),
+            sql.SQL("{} ON CONFLICT DO NOTHING RETURNING {}").format(
+                self._new_row(**new_row), _COLUMNS
+            ),
             last=last,
         )
         if not rows:
             raise KeyTaken()
         return rows[0]
 
+    def _assignments(self, changes: dict[str, Any], actor: str | None) -> sql.Composable:
+        # An explicit metadata None stores JSON null, as LiteLLM does on update.
+        return sql.SQL(", ").join(
+            [
+                *(
+                    sql.SQL("{} = {}").format(
+                        sql.Identifier(name),
+                        sql.Literal(Jsonb(changes[name]) if name == "metadata" else changes[name]),
+                    )
+                    for name in sorted(changes)
+                ),
+                sql.SQL("updated_at = {}").format(_NOW),
+                sql.SQL("updated_by = {}").format(sql.Literal(actor)),
+            ]
+        )
+
+    @staticmethod
+    def _target(key: str, table: sql.Composable, where: sql.Composable, may_write: sql.Composable):
+        """The visible row for ``key`` (at most one: keys are unique) and whether it is writable."""
+        return sql.SQL(
+            "SELECT memory_id AS target, ({}) AS allowed FROM {} WHERE key = {} AND {}"
+        ).format(may_write, table, sql.Literal(key), where)
+
+    async def upsert(
+        self,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        where: sql.Composable,
+        may_write: sql.Composable,
+        actor: str | None,
+        new_row: dict[str, Any] | None,
+    ) -> tuple[str, MemoryRecord | None]:
+        """A PUT, in one statement that reads, authorises and writes, and commits: update the
+        visible row for ``key`` with ``changes`` where ``may_write`` allows it, or, with no row
+        visible, insert ``new_row`` (the keywords of :meth:`_new_row`) unless it is None.
+
+        Returns the outcome (UPDATED or CREATED with the row, FORBIDDEN, VANISHED or ABSENT);
+        a key taken where the statement cannot see it raises :class:`KeyTaken`.
+        """
+        self.wrote = True
+        insert = sql.SQL("SELECT {} FROM {} WHERE false").format(_COLUMNS, self._table)
+        if new_row is not None:
+            insert = sql.SQL(
+                "{} WHERE NOT EXISTS (SELECT FROM existing) ON CONFLICT DO NOTHING RETURNING {}"
+            ).format(self._new_row(key=key, actor=actor, **new_row), _COLUMNS)
+        (rows,) = await self._run(
+            sql.SQL(
+                "WITH existing AS ({target}),"
+                " updated AS (UPDATE {table} SET {assignments}"
+                " WHERE memory_id = (SELECT target FROM existing WHERE allowed) AND {where}"
+                " RETURNING {columns}),"
+                " inserted AS ({insert})"
+                " SELECT {updated} AS outcome, * FROM updated"
+                " UNION ALL SELECT {created}, * FROM inserted"
+                " UNION ALL SELECT CASE WHEN allowed THEN {vanished} ELSE {forbidden} END, u.*"
+                " FROM existing LEFT JOIN updated u ON false WHERE NOT EXISTS (SELECT FROM updated)"
+            ).format(
+                target=self._target(key, self._table, where, may_write),
+                table=self._table,
+                assignments=self._assignments(changes, actor),
+                where=where,
+                columns=_COLUMNS,
+                insert=insert,
+                updated=sql.Literal(UPDATED),
+                created=sql.Literal(CREATED),
+                vanished=sql.Literal(VANISHED),
+                forbidden=sql.Literal(FORBIDDEN),
+            ),
+            last=True,
+        )
+        if not rows:
+            if new_row is not None:
+                raise KeyTaken()
+            return ABSENT, None
+        outcome = rows[0].pop("outcome")
+        return outcome, MemoryRecord.from_row(rows[0]) if outcome in (UPDATED, CREATED) else None
+
     async def update(
         self, memory_id: str, changes: dict[str, Any], *, where: sql.Composable, actor: str | None
     ) -> MemoryRecord | None:
-        """Set ``value`` and/or ``metadata`` (an explicit None stores JSON null, as LiteLLM
-        does) and commit; None when the row is gone or not writable."""
+        """Set ``changes`` on one row by id and commit; None when the row is gone or not
+        writable. (The benchmark's baseline updates this way, as LiteLLM's handler does.)"""
         self.wrote = True
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(
-                sql.Identifier(name),
-                sql.Literal(Jsonb(changes[name]) if name == "metadata" else changes[name]),
-            )
-            for name in sorted(changes)
-        )
         rows = await self._records(
-            sql.SQL(
-                "UPDATE {} SET {}, updated_at = {now}, updated_by = {} WHERE memory_id = {} AND {}"
-                " RETURNING {}"
-            ).format(
-                self._table, assignments, sql.Literal(actor), sql.Literal(memory_id), where, _COLUMNS,
-                now=_NOW,
+            sql.SQL("UPDATE {} SET {} WHERE memory_id = {} AND {} RETURNING {}").format(
+                self._table, self._assignments(changes, actor), sql.Literal(memory_id), where,
+                _COLUMNS,
             ),
             last=True,
         )
         return rows[0] if rows else None
 
-    async def delete(self, memory_id: str, *, where: sql.Composable) -> bool:
-        """Delete and commit; False when the row is gone or not writable."""
+    async def delete(self, key: str, *, where: sql.Composable, may_write: sql.Composable) -> str:
+        """A DELETE, in one statement that reads, authorises and deletes, and commits: the
+        outcome (DELETED, FORBIDDEN, VANISHED or ABSENT)."""
         self.wrote = True
         (rows,) = await self._run(
-            sql.SQL("DELETE FROM {} WHERE memory_id = {} AND {} RETURNING memory_id").format(
-                self._table, sql.Literal(memory_id), where
+            sql.SQL(
+                "WITH existing AS ({target}),"
+                " deleted AS (DELETE FROM {table}"
+                " WHERE memory_id = (SELECT target FROM existing WHERE allowed) AND {where}"
+                " RETURNING memory_id)"
+                " SELECT CASE WHEN EXISTS (SELECT FROM deleted) THEN {deleted}"
+                " WHEN allowed THEN {vanished} ELSE {forbidden} END AS outcome FROM existing"
+            ).format(
+                target=self._target(key, self._table, where, may_write),
+                table=self._table,
+                where=where,
+                deleted=sql.Literal(DELETED),
+                vanished=sql.Literal(VANISHED),
+                forbidden=sql.Literal(FORBIDDEN),
             ),
             last=True,
         )
-        return bool(rows)
-
-    async def caller_is_team_admin(self) -> bool:
-        """Team-admin or org-admin status for the session's team, as the database sees it."""
-        ((row,),) = await self._run(
-            sql.SQL("SELECT {}.session_is_team_admin() AS answer").format(
-                sql.Identifier(PATCH_SCHEMA)
-            ),
-            last=False,
-        )
-        return bool(row["answer"])
+        return rows[0]["outcome"] if rows else ABSENT
 
 
 class MemoryStore:
