@@ -124,11 +124,14 @@ class MemoryRecord:
     @classmethod
     def from_row(cls, row: dict) -> "MemoryRecord":
         # The columns are TIMESTAMP(3) holding UTC, as Prisma writes them; answer in UTC as
-        # LiteLLM does.
+        # LiteLLM does. A row may carry more than the record (a statement's outcome or total).
         for name in ("created_at", "updated_at"):
             if row[name] is not None:
                 row[name] = row[name].replace(tzinfo=timezone.utc)
-        return cls(**row)
+        return cls(**{name: row[name] for name in _FIELDS})
+
+
+_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -270,13 +273,20 @@ class MemoryTransaction:
     async def page(
         self, match: KeyMatch, *, where: sql.Composable, offset: int, limit: int
     ) -> tuple[list[MemoryRecord], int]:
-        """One page, newest first, and the number of matching rows; the request's last step."""
+        """One page, newest first, and the number of matching rows; the request's last step.
+
+        One statement: the count rides on every row of the page (an uncorrelated sub-select,
+        which PostgreSQL runs once). Only a page past the end, which has no row to carry it,
+        counts again, in a transaction of its own.
+        """
         condition = sql.SQL("{} AND {}").format(match.clause(), where)
-        counted, rows = await self._run(
-            sql.SQL("SELECT count(*) AS total FROM {} WHERE {}").format(self._table, condition),
+        count = sql.SQL("SELECT count(*) AS total FROM {} WHERE {}").format(self._table, condition)
+        (rows,) = await self._run(
             sql.SQL(
-                "SELECT {} FROM {} WHERE {} ORDER BY updated_at DESC, key LIMIT {} OFFSET {}"
+                "SELECT ({}) AS total, {} FROM {} WHERE {}"
+                " ORDER BY updated_at DESC, key LIMIT {} OFFSET {}"
             ).format(
+                count,
                 _COLUMNS,
                 self._table,
                 condition,
@@ -285,7 +295,16 @@ class MemoryTransaction:
             ),
             last=True,
         )
-        return [MemoryRecord.from_row(row) for row in rows], counted[0]["total"]
+        if rows:
+            total = rows[0]["total"]
+        elif offset:
+            ((counted,),) = await MemoryTransaction(self._conn, self._table, self._start)._run(
+                count, last=True
+            )
+            total = counted["total"]
+        else:
+            total = 0
+        return [MemoryRecord.from_row(row) for row in rows], total
 
     def _new_row(
         self, *, key: str, value: str, metadata: Any, user_id: str | None, team_id: str | None,
@@ -397,7 +416,7 @@ class MemoryTransaction:
             if new_row is not None:
                 raise KeyTaken()
             return ABSENT, None
-        outcome = rows[0].pop("outcome")
+        outcome = rows[0]["outcome"]
         return outcome, MemoryRecord.from_row(rows[0]) if outcome in (UPDATED, CREATED) else None
 
     async def update(
