@@ -202,6 +202,8 @@ _BEGIN_REQUEST = sql.SQL(
 )
 # Typed: an untyped NULL in INSERT ... SELECT would be text, which jsonb does not take.
 _NULL_JSON = sql.SQL("NULL::jsonb")
+# Rendered starts kept, one per caller (a few hundred bytes each); beyond, the cache restarts.
+_STARTS_KEPT = 4096
 _BEGIN = sql.SQL("BEGIN")
 _COMMIT = sql.SQL("COMMIT")
 
@@ -467,6 +469,7 @@ class MemoryStore:
 
         self._settings = settings
         self._revision = head_revision()
+        self._starts: dict[tuple[CallerScope, str, str], sql.SQL] = {}
         self.max_value_bytes = settings.max_value_bytes
         self._table = sql.SQL("{}.{}").format(
             sql.Identifier(settings.database.schema), sql.Identifier("LiteLLM_MemoryTable")
@@ -496,7 +499,18 @@ class MemoryStore:
     async def close(self) -> None:
         await self._pool.close()
 
-    def _start(self, scope: CallerScope) -> sql.Composable:
+    def _start(self, scope: CallerScope, conn: psycopg.AsyncConnection) -> sql.Composable:
+        """The start of ``scope``'s request, rendered once per caller, client encoding and
+        expected revision: quoting its values costs more than the rest of a GET's Python."""
+        cache_key = (scope, conn.info.encoding, self._revision)
+        start = self._starts.get(cache_key)
+        if start is None:
+            if len(self._starts) >= _STARTS_KEPT:
+                self._starts.clear()
+            start = self._starts[cache_key] = sql.SQL(self._compose_start(scope).as_string(conn))
+        return start
+
+    def _compose_start(self, scope: CallerScope) -> sql.Composable:
         settings = scope.settings()
         return _BEGIN_REQUEST.format(
             patch=sql.Identifier(PATCH_SCHEMA),
@@ -546,7 +560,7 @@ class MemoryStore:
         """
         try:
             async with self._pool.connection() as conn:
-                tx = MemoryTransaction(conn, self._table, self._start(scope))
+                tx = MemoryTransaction(conn, self._table, self._start(scope, conn))
                 try:
                     yield tx
                     if tx.open:
