@@ -316,26 +316,38 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
             for message, seconds in logged_medians(m["clocks"][(op, side)]).items():
                 add(f"| {OP_NAMES[op]} | {side} | `{message}` | {us(seconds)} |")
 
-    add("\n## What the per-request check costs\n")
+    add("\n## What the request's start costs, piece by piece\n")
     g = m["guard"]
-    check = g["guard"] - g["start without the check"]
+    check = g["guard"] - g["and the lock"]
     get_p50 = seq[("get", "patched")].p(50)
     add(
-        "Every patched request starts with `begin_request()`, which checks the database's "
-        "protection before it switches the role and sets the caller's scope. Timed at the "
-        f"store's level, on one connection as the proxy's login role, {args.guard_requests} "
-        "messages of each kind interleaved in batches of 20, the patch's GET statement for a "
-        "seeded key in each (see `benchmarks/guard.py`):\n"
+        "Every patched request starts with `begin_request()`: the settings, the switch to the "
+        "restricted role, the table's lock, then the check of the database's protection. Timed "
+        f"at the store's level, on one connection as the proxy's login role, {args.guard_requests} "
+        "messages of each kind interleaved in batches of 20, each a start then the patch's GET "
+        "statement for a seeded key; each start is one plpgsql call that adds one piece to the "
+        "one before (see `benchmarks/guard.py`). A piece's cost is the difference to the row "
+        "above; the role switch's includes row-level security on the statement.\n"
     )
-    add("| message | p50 µs |")
-    add("| --- | ---: |")
-    for name in ("plain", "start without the check", "guard"):
-        add(f"| {name} | {us(g[name])} |")
+    add("| message | p50 µs | the piece | µs |")
+    add("| --- | ---: | --- | ---: |")
+    pieces = {
+        "plain": "",
+        "empty call": "calling a plpgsql function",
+        "settings": "the settings (search_path, timeouts, the caller's three)",
+        "settings and role switch": "the role switch, and row-level security on the statement",
+        "and the lock": "the table's ACCESS SHARE lock",
+        "guard": "the check",
+    }
+    previous = None
+    for name, piece in pieces.items():
+        cost = "" if previous is None else us(g[name] - g[previous])
+        add(f"| {name} | {us(g[name])} | {piece} | {cost} |")
+        previous = name
     add(
-        f"\nThe check itself (the guard against the same start without it): **{us(check)} µs** "
-        f"per request, {check / get_p50:.1%} of the patched GET's p50 through the app in this "
-        f"run ({ms(get_p50)} ms). The role switch, the settings and row-level security cost "
-        f"{us(g['start without the check'] - g['plain'])} µs on top of the plain statement.\n"
+        f"\nThe whole start: **{us(g['guard'] - g['plain'])} µs** over the plain statement; the "
+        f"check itself **{us(check)} µs** per request, {check / get_p50:.1%} of the patched GET's "
+        f"p50 through the app in this run ({ms(get_p50)} ms).\n"
     )
     targets.append(
         (
