@@ -77,17 +77,18 @@ def key_taken(key: str) -> HTTPException:
     return HTTPException(status_code=409, detail=f"Memory with key '{key}' already exists.")
 
 
+_HEADER = (PATCH_HEADER.lower().encode(), __version__.encode())
+
+
 class PatchedRoute(APIRoute):
     """An APIRoute whose every response, errors included, names the patch and its version."""
 
     # Wrapping handle(), not self.app: FastAPI 0.165 serves an included router's routes through
     # an app of its own that it builds from the route, but still calls each route's handle().
     async def handle(self, scope, receive, send) -> None:
-        header = (PATCH_HEADER.lower().encode(), __version__.encode())
-
         async def send_with_header(message):
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), _HEADER]
             await send(message)
 
         await super().handle(scope, receive, send_with_header)
