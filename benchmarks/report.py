@@ -37,6 +37,10 @@ EXPOSURE = re.compile(r"^<!-- exposure:begin -->$.*?^<!-- exposure:end -->$", re
 ATTRIBUTION_ROWS = (
     ("request", "whole request", "whole request (client side)"),
     ("outside", "outside the handler", "outside the handler: routing, middleware, LiteLLM's auth, serialization, client"),
+    ("before_route", "before the route", "of which before the route: client, middleware, route matching"),
+    ("dependencies", "dependencies", "of which the dependencies: LiteLLM's auth, scope, store, query and body validation"),
+    ("serialization", "serialization", "of which the answer's validation and serialization by the response model"),
+    ("route_rest", "the route's rest", "of which the route's rest: reading the body, sending the response, the header wrapper"),
     ("own", "handler's Python", "handler's own Python: checks, scope, building the statements, pool bookkeeping, answer"),
     ("render", "composing", "composing the message: psycopg rendering the statements to bytes"),
     ("pool_check", "pool check", "the pool's connection check (one empty-query round trip)"),
@@ -555,7 +559,7 @@ def report(args, env: dict, setup: dict, m: dict, rss: dict, exposure: str | Non
         extra = {
             name: attribution[(op, "patched")][name] - attribution[(op, "baseline")][name]
             for name, _, _ in ATTRIBUTION_ROWS
-            if name not in ("request", "exchange", "server")
+            if name not in ("request", "outside", "exchange", "server")
         }
         largest = sorted(extra.items(), key=lambda item: -abs(item[1]))[:3]
         labels = {name: short for name, short, _ in ATTRIBUTION_ROWS}
