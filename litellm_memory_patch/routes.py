@@ -290,40 +290,42 @@ async def upsert_memory(
     if not changes:
         raise HTTPException(status_code=400, detail=NOTHING_TO_UPDATE)
 
-    # What a create would stamp, or why it cannot: it answers only when no row is visible.
-    new_row, cannot_create = None, None
-    if body.value is None:
-        cannot_create = HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
-    else:
-        try:
-            user_id, team_id = scope.owner_for_create(
-                requested_user_id=body.user_id, requested_team_id=body.team_id
-            )
-            new_row = {"value": body.value, "metadata": body.metadata, "user_id": user_id, "team_id": team_id}
-        except ScopeError as exc:
-            cannot_create = HTTPException(status_code=exc.status, detail=exc.detail)
-
-    async def put() -> tuple[str, MemoryRecord | None]:
+    async def update() -> tuple[str, MemoryRecord | None]:
         async with store.transaction(scope) as tx:
-            return await tx.upsert(
-                key, changes, where=visibility(scope), may_write=writable(scope),
-                actor=scope.user_id, new_row=new_row,
+            return await tx.update_key(
+                key, changes, where=visibility(scope), may_write=writable(scope), actor=scope.user_id
             )
 
     async with refusals_as_http():
-        try:
-            outcome, row = await put()
-        except KeyTaken:
-            # Taken where this caller cannot see it (409), or created in its scope after the
-            # statement's snapshot: a new statement then sees the row and updates it.
+        outcome, row = await update()
+        if outcome == ABSENT:
+            # No row visible: a create, as its own request would be.
+            if body.value is None:
+                raise HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
+            user_id, team_id = scope.owner_for_create(
+                requested_user_id=body.user_id, requested_team_id=body.team_id
+            )
             try:
-                outcome, row = await put()
+                async with store.transaction(scope) as tx:
+                    return _answer(
+                        await tx.create(
+                            key=key,
+                            value=body.value,
+                            metadata=body.metadata,
+                            user_id=user_id,
+                            team_id=team_id,
+                            actor=scope.user_id,
+                            last=True,
+                        )
+                    )
             except KeyTaken:
-                raise key_taken(key) from None
+                # Taken out of sight (409), or created in the caller's scope since the update
+                # looked: then it is an update after all.
+                outcome, row = await update()
+                if outcome == ABSENT:
+                    raise key_taken(key) from None
     if outcome == FORBIDDEN:
         raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
-    if outcome == ABSENT:
-        raise cannot_create
     if row is None:
         raise not_found(key)
     return _answer(row)

@@ -12,10 +12,11 @@ the check fails the request answers 503 naming the problem, and the next request
 
 Round trips, not statements, are what a request pays for, so statements travel together in
 one simple-protocol message. Every route's request fits in one: a PUT or a DELETE is one
-statement that reads, authorises and writes (:meth:`MemoryTransaction.upsert`,
-:meth:`MemoryTransaction.delete`). Such a message sends no ``BEGIN`` or ``COMMIT``: PostgreSQL
-runs a multi-statement message as one implicit transaction, so the role and settings end with
-it. A request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
+statement that reads, authorises and writes (:meth:`MemoryTransaction.update_key`,
+:meth:`MemoryTransaction.delete`); a PUT that finds no row sends its insert in a transaction of
+its own after it. Such a message sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a
+multi-statement message as one implicit transaction, so the role and settings end with it. A
+request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
 message only after the previous one ran, so the role switch applies to the statements that
 follow it, and an error in any statement skips the rest of the message. The simple protocol
 carries no parameters: values are bound client-side with psycopg's ``sql.Literal``, which
@@ -91,11 +92,11 @@ class BeyondLimits(Exception):
     """The request can never succeed: it exceeds a limit of PostgreSQL (a 4xx, not an outage)."""
 
 
-# What a write by key found and did (MemoryTransaction.upsert and .delete).
-UPDATED, CREATED, DELETED = "updated", "created", "deleted"
+# What a write by key found and did (MemoryTransaction.update_key and .delete).
+UPDATED, DELETED = "updated", "deleted"
 FORBIDDEN = "forbidden"  # the row is visible, but the caller may not write it
 VANISHED = "vanished"  # the row was visible and writable, and gone when written
-ABSENT = "absent"  # no visible row (and nothing to create)
+ABSENT = "absent"  # no visible row
 
 
 # A missing role, function or table, or a login role that may not switch: the migrations
@@ -200,8 +201,6 @@ _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
 _BEGIN_REQUEST = sql.SQL(
     "SELECT {patch}.begin_request({revision}, {team_id}, {user_id}, {user_role}, {statement_timeout})"
 )
-# Typed: an untyped NULL in INSERT ... SELECT would be text, which jsonb does not take.
-_NULL_JSON = sql.SQL("NULL::jsonb")
 # Rendered starts kept, one per caller (a few hundred bytes each); beyond, the cache restarts.
 _STARTS_KEPT = 4096
 _BEGIN = sql.SQL("BEGIN")
@@ -308,35 +307,42 @@ class MemoryTransaction:
             total = 0
         return [MemoryRecord.from_row(row) for row in rows], total
 
-    def _new_row(
-        self, *, key: str, value: str, metadata: Any, user_id: str | None, team_id: str | None,
+    async def create(
+        self,
+        *,
+        key: str,
+        value: str,
+        metadata: Any,
+        user_id: str | None,
+        team_id: str | None,
         actor: str | None,
-    ) -> sql.Composable:
-        """The columns and values of a new row; ``metadata`` None stores SQL NULL, as LiteLLM
-        does on create."""
-        values = sql.SQL(", ").join(
-            [
-                *map(sql.Literal, (str(uuid4()), key, value)),
-                _NULL_JSON if metadata is None else sql.Literal(Jsonb(metadata)),
-                *map(sql.Literal, (user_id, team_id, actor, actor)),
-            ]
-        )
-        return sql.SQL(
-            "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id, created_by,"
-            " updated_by, created_at, updated_at) SELECT {}, {now}, {now}"
-        ).format(self._table, values, now=_NOW)
-
-    async def create(self, *, last: bool = False, **new_row: Any) -> MemoryRecord:
-        """Insert a row (the keywords of :meth:`_new_row`).
+        last: bool = False,
+    ) -> MemoryRecord:
+        """Insert a row; ``metadata`` None stores SQL NULL, as LiteLLM does on create.
 
         A taken key inserts nothing instead of raising (:class:`KeyTaken`), so the transaction
         stays usable.
         """
         self.wrote = True
+        values = sql.SQL(", ").join(
+            sql.Literal(value)
+            for value in (
+                str(uuid4()),
+                key,
+                value,
+                None if metadata is None else Jsonb(metadata),
+                user_id,
+                team_id,
+                actor,
+                actor,
+            )
+        )
         rows = await self._records(
-            sql.SQL("{} ON CONFLICT DO NOTHING RETURNING {}").format(
-                self._new_row(**new_row), _COLUMNS
-            ),
+            sql.SQL(
+                "INSERT INTO {} (memory_id, key, value, metadata, user_id, team_id, created_by,"
+                " updated_by, created_at, updated_at) VALUES ({}, {now}, {now})"
+                " ON CONFLICT DO NOTHING RETURNING {}"
+            ).format(self._table, values, _COLUMNS, now=_NOW),
             last=last,
         )
         if not rows:
@@ -366,7 +372,7 @@ class MemoryTransaction:
             "SELECT memory_id AS target, ({}) AS allowed FROM {} WHERE key = {} AND {}"
         ).format(may_write, table, sql.Literal(key), where)
 
-    async def upsert(
+    async def update_key(
         self,
         key: str,
         changes: dict[str, Any],
@@ -374,52 +380,37 @@ class MemoryTransaction:
         where: sql.Composable,
         may_write: sql.Composable,
         actor: str | None,
-        new_row: dict[str, Any] | None,
     ) -> tuple[str, MemoryRecord | None]:
-        """A PUT, in one statement that reads, authorises and writes, and commits: update the
-        visible row for ``key`` with ``changes`` where ``may_write`` allows it, or, with no row
-        visible, insert ``new_row`` (the keywords of :meth:`_new_row`) unless it is None.
+        """A PUT's update, in one statement that reads, authorises and writes, and commits:
+        set ``changes`` on the visible row for ``key`` where ``may_write`` allows it.
 
-        Returns the outcome (UPDATED or CREATED with the row, FORBIDDEN, VANISHED or ABSENT);
-        a key taken where the statement cannot see it raises :class:`KeyTaken`.
+        Returns the outcome: UPDATED with the row, FORBIDDEN, VANISHED or ABSENT (no row
+        visible: the caller creates one, or not).
         """
         self.wrote = True
-        insert = sql.SQL("SELECT {} FROM {} WHERE false").format(_COLUMNS, self._table)
-        if new_row is not None:
-            insert = sql.SQL(
-                "{} WHERE NOT EXISTS (SELECT FROM existing) ON CONFLICT DO NOTHING RETURNING {}"
-            ).format(self._new_row(key=key, actor=actor, **new_row), _COLUMNS)
         (rows,) = await self._run(
             sql.SQL(
                 "WITH existing AS ({target}),"
                 " updated AS (UPDATE {table} SET {assignments}"
                 " WHERE memory_id = (SELECT target FROM existing WHERE allowed) AND {where}"
-                " RETURNING {columns}),"
-                " inserted AS ({insert})"
-                " SELECT {updated} AS outcome, * FROM updated"
-                " UNION ALL SELECT {created}, * FROM inserted"
-                " UNION ALL SELECT CASE WHEN allowed THEN {vanished} ELSE {forbidden} END, u.*"
-                " FROM existing LEFT JOIN updated u ON false WHERE NOT EXISTS (SELECT FROM updated)"
+                " RETURNING {columns})"
+                " SELECT existing.allowed, updated.* FROM existing LEFT JOIN updated ON true"
             ).format(
                 target=self._target(key, self._table, where, may_write),
                 table=self._table,
                 assignments=self._assignments(changes, actor),
                 where=where,
                 columns=_COLUMNS,
-                insert=insert,
-                updated=sql.Literal(UPDATED),
-                created=sql.Literal(CREATED),
-                vanished=sql.Literal(VANISHED),
-                forbidden=sql.Literal(FORBIDDEN),
             ),
             last=True,
         )
         if not rows:
-            if new_row is not None:
-                raise KeyTaken()
             return ABSENT, None
-        outcome = rows[0]["outcome"]
-        return outcome, MemoryRecord.from_row(rows[0]) if outcome in (UPDATED, CREATED) else None
+        if not rows[0]["allowed"]:
+            return FORBIDDEN, None
+        if rows[0]["memory_id"] is None:
+            return VANISHED, None
+        return UPDATED, MemoryRecord.from_row(rows[0])
 
     async def update(
         self, memory_id: str, changes: dict[str, Any], *, where: sql.Composable, actor: str | None

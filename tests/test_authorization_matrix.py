@@ -363,9 +363,8 @@ async def _store_call(store, caller: Caller, request: Request):
                     changes["team_id"] = request.team_id
                 if request.user_id is not None:
                     changes["user_id"] = request.user_id
-                _, found = await tx.upsert(
-                    request.key, changes, where=EVERY_ROW, may_write=EVERY_ROW, actor=caller.user,
-                    new_row=None,
+                _, found = await tx.update_key(
+                    request.key, changes, where=EVERY_ROW, may_write=EVERY_ROW, actor=caller.user
                 )
                 return ("update", found)
             if request.value is None:
