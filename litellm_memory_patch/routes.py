@@ -293,7 +293,8 @@ async def upsert_memory(
     async def update() -> tuple[str, MemoryRecord | None]:
         async with store.transaction(scope) as tx:
             return await tx.update_key(
-                key, changes, where=visibility(scope), may_write=writable(scope), actor=scope.user_id
+                key, changes, where=visibility(scope), may_write=writable(scope),
+                actor=scope.user_id,
             )
 
     async with refusals_as_http():

@@ -16,12 +16,12 @@ statement that reads, authorises and writes (:meth:`MemoryTransaction.update_key
 :meth:`MemoryTransaction.delete`); a PUT that finds no row sends its insert in a transaction of
 its own after it. Such a message sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a
 multi-statement message as one implicit transaction, so the role and settings end with it. A
-request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
-message only after the previous one ran, so the role switch applies to the statements that
-follow it, and an error in any statement skips the rest of the message. The simple protocol
-carries no parameters: values are bound client-side with psycopg's ``sql.Literal``, which
-quotes them for this connection. Nothing is ever prepared, which is also what PgBouncer in
-transaction mode needs.
+request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses
+and plans each statement of a message only after the previous one ran, so the role switch
+applies to the statements that follow it, and an error in any statement skips the rest of the
+message. The simple protocol carries no parameters: values are bound client-side with
+psycopg's ``sql.Literal``, which quotes them for this connection. Nothing is ever prepared,
+which is also what PgBouncer in transaction mode needs.
 
 The statements also carry the caller's visibility themselves (:func:`visibility`). That filter
 is what lets PostgreSQL use LiteLLM's ``team_id`` index; row-level security underneath is what
@@ -188,7 +188,9 @@ def writable(scope: CallerScope) -> sql.Composable:
                 "CASE WHEN user_id IS NULL AND team_id = {} THEN {}.session_is_team_admin() END"
             ).format(sql.Literal(scope.team_id), sql.Identifier(PATCH_SCHEMA))
         )
-    return sql.SQL("coalesce({}, false)").format(sql.SQL(" OR ").join(conditions)) if conditions else sql.SQL("FALSE")
+    if not conditions:
+        return sql.SQL("FALSE")
+    return sql.SQL("coalesce({}, false)").format(sql.SQL(" OR ").join(conditions))
 
 
 _COLUMNS = sql.SQL(
@@ -349,7 +351,8 @@ class MemoryTransaction:
             raise KeyTaken()
         return rows[0]
 
-    def _assignments(self, changes: dict[str, Any], actor: str | None) -> sql.Composable:
+    @staticmethod
+    def _assignments(changes: dict[str, Any], actor: str | None) -> sql.Composable:
         # An explicit metadata None stores JSON null, as LiteLLM does on update.
         return sql.SQL(", ").join(
             [
