@@ -30,6 +30,7 @@ class NoDatabase:
 
 async def _seed(cache) -> None:
     from litellm.proxy._types import (
+        LiteLLM_TeamMembership,
         LiteLLM_TeamTableCachedObj,
         LiteLLM_UserTable,
         Member,
@@ -47,16 +48,29 @@ async def _seed(cache) -> None:
     routes = [PREFIX[side] + path for side in SIDES for path in ("/v1/memory", "/v1/memory/*")]
     for n in range(CALLER_TEAMS):
         team_id, user_id = f"team-{team(n)}", f"user-{team(n)}"
-        await put(user_id, LiteLLM_UserTable(user_id=user_id, user_role="internal_user", teams=[team_id]))
+        await put(
+            user_id, LiteLLM_UserTable(user_id=user_id, user_role="internal_user", teams=[team_id])
+        )
         await put(
             f"team_id:{team_id}",
-            LiteLLM_TeamTableCachedObj(team_id=team_id, members_with_roles=[Member(user_id=user_id, role="user")]),
+            LiteLLM_TeamTableCachedObj(
+                team_id=team_id, members_with_roles=[Member(user_id=user_id, role="user")]
+            ),
+        )
+        # The user's membership of the team, which LiteLLM looks up at every request of a key
+        # with both (kept in its cache as a dict); missing, it would ask its database each time.
+        await put(
+            f"team_membership:{user_id}:{team_id}",
+            LiteLLM_TeamMembership(
+                user_id=user_id, team_id=team_id, litellm_budget_table=None
+            ).model_dump(),
         )
         token = hash_token(litellm_key(n))
         await put(
             token,
             UserAPIKeyAuth(
-                token=token, user_id=user_id, team_id=team_id, allowed_routes=routes, models=[], spend=0.0
+                token=token, user_id=user_id, team_id=team_id, allowed_routes=routes, models=[],
+                spend=0.0,
             ),
         )
 
@@ -66,7 +80,8 @@ async def litellm_auth():
     """Requests inside authenticate through LiteLLM's own auth; everything restored after."""
     import litellm.proxy.proxy_server as proxy_server
 
-    saved = {name: getattr(proxy_server, name) for name in ("user_custom_auth", "prisma_client", "master_key")}
+    names = ("user_custom_auth", "prisma_client", "master_key")
+    saved = {name: getattr(proxy_server, name) for name in names}
     proxy_server.user_custom_auth = None
     proxy_server.prisma_client = NoDatabase()
     proxy_server.master_key = MASTER_KEY
