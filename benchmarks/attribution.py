@@ -5,7 +5,15 @@ For the pass only, clocks wrap psycopg's ``AsyncCursor.execute`` and ``fetchall`
 
 - ``request``: the whole request, seen by the client;
 - ``outside``: everything outside the endpoint function (routing, middleware, LiteLLM's auth,
-  the response's serialization, the client), the request minus the endpoint;
+  the response's serialization, the client), the request minus the endpoint, split into:
+
+  - ``before_route``: the client, the middleware and the route matching, up to the memory
+    route's ``handle()`` (the request minus the time inside it);
+  - ``dependencies``: FastAPI solving the route's dependencies: LiteLLM's auth, the caller's
+    scope, the store, and validating the query parameters and the body;
+  - ``serialization``: FastAPI validating and serializing the answer by the response model;
+  - ``route_rest``: the rest inside ``handle()``: reading the body, building and sending the
+    response, and the patched side's header wrapper;
 - ``pool_check``: the pool's connection check (an empty query on every check-out);
 - ``render``: composing the message: psycopg rendering the statements to the bytes it sends;
 - ``exchange``: sending each message and waiting for its answer (the server's work inside);
@@ -30,6 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fastapi.routing
 import psycopg
 from psycopg import sql
 
@@ -37,7 +46,10 @@ import serverlog
 from measurement import interleaved_sequential
 from workload import PREFIX, SIDES, send
 
-PARTS = ("request", "outside", "own", "pool_check", "render", "exchange", "logged", "wire", "fetch")
+PARTS = (
+    "request", "outside", "before_route", "dependencies", "serialization", "route_rest", "own",
+    "pool_check", "render", "exchange", "logged", "wire", "fetch",
+)
 
 
 @dataclass
@@ -51,6 +63,10 @@ class Clock:
     def derive(self) -> None:
         database = sum(self.parts[name] for name in ("pool_check", "render", "exchange", "fetch"))
         self.parts["outside"] = self.parts["request"] - self.parts["endpoint"]
+        self.parts["before_route"] = self.parts["request"] - self.parts["route"]
+        self.parts["route_rest"] = self.parts["route"] - sum(
+            self.parts[name] for name in ("dependencies", "endpoint", "serialization")
+        )
         self.parts["own"] = self.parts["endpoint"] - database
         self.parts["wire"] = self.parts["exchange"] - self.parts["logged"]
 
@@ -95,29 +111,36 @@ def probes(app):
             if _current is not None:
                 _current.parts["fetch"] += time.perf_counter() - start
 
-    def timed_endpoint(call):
+    def timed(part: str, call):
         @functools.wraps(call)
-        async def endpoint(**values):
+        async def timed_call(*args, **values):
             start = time.perf_counter()
             try:
-                return await call(**values)
+                return await call(*args, **values)
             finally:
                 if _current is not None:
-                    _current.parts["endpoint"] += time.perf_counter() - start
+                    _current.parts[part] += time.perf_counter() - start
 
-        return endpoint
+        return timed_call
 
     routes = _memory_routes(app)
     calls = [route.dependant.call for route in routes]
+    # FastAPI's request handler calls these two by the names it imported.
+    solve, serialize = fastapi.routing.solve_dependencies, fastapi.routing.serialize_response
     psycopg.AsyncCursor.execute, psycopg.AsyncCursor.fetchall = timed_execute, timed_fetchall
+    fastapi.routing.solve_dependencies = timed("dependencies", solve)
+    fastapi.routing.serialize_response = timed("serialization", serialize)
     for route, call in zip(routes, calls):
-        route.dependant.call = timed_endpoint(call)
+        route.dependant.call = timed("endpoint", call)
+        route.handle = timed("route", route.handle)  # an instance attribute: the router calls it
     try:
         yield
     finally:
         psycopg.AsyncCursor.execute, psycopg.AsyncCursor.fetchall = execute, fetchall
+        fastapi.routing.solve_dependencies, fastapi.routing.serialize_response = solve, serialize
         for route, call in zip(routes, calls):
             route.dependant.call = call
+            del route.handle
 
 
 @contextlib.contextmanager

@@ -56,6 +56,10 @@ def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
 
 @router.get("/v1/memory", response_model=MemoryListResponse)
 async def list_memory(
+    # The query parameters of LiteLLM's handler (search in its newer versions), validated alike.
+    key: str | None = Query(None),
+    key_prefix: str | None = Query(None),
+    search: str | None = Query(None),
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=500),
     scope: CallerScope = Depends(caller_scope),
@@ -63,7 +67,10 @@ async def list_memory(
 ):
     async with plain(store) as tx:
         rows, total = await tx.page(
-            KeyMatch(), where=visibility(scope), offset=(page - 1) * page_size, limit=page_size
+            KeyMatch(key=key, key_prefix=key_prefix, search=search),
+            where=visibility(scope),
+            offset=(page - 1) * page_size,
+            limit=page_size,
         )
     return MemoryListResponse(memories=[_answer(row) for row in rows], total=total)
 

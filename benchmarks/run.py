@@ -44,6 +44,7 @@ import guard  # noqa: E402
 import measurement  # noqa: E402
 import placement  # noqa: E402
 import plans  # noqa: E402
+import realauth  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
 import tracing  # noqa: E402
@@ -154,6 +155,10 @@ async def measure(
             (m["seq_runs"], m["sequential"]), (m["conc_runs"], m["concurrent"]) = await compare(
                 client, args, args.requests, 0, repeats=args.repeats
             )
+            print("the same through LiteLLM's own authentication", flush=True)
+            async with realauth.litellm_auth():
+                await measurement.interleaved_sequential(client, OPS, SIDES, args.warmup, args.batch)
+                m["real_auth"] = await compare(client, args, args.requests, 0, repeats=args.repeats)
 
             print("where the time goes", flush=True)
             m["clocks"] = await attribution.attribution_pass(

@@ -60,7 +60,19 @@ def team(n: int) -> str:
 def caller(i: int) -> str:
     """The API key of request ``i``'s caller: a member of one of the caller teams."""
     n = i % CALLER_TEAMS
+    if AUTHENTICATION["by"] == "litellm":
+        return litellm_key(n)
     return api_key(team=f"team-{team(n)}", user=f"user-{team(n)}", role="internal_user")
+
+
+def litellm_key(n: int) -> str:
+    """Caller ``n``'s LiteLLM virtual key (seeded into LiteLLM's cache by ``realauth``)."""
+    return f"sk-bench-{team(n)}"
+
+
+# Who authenticates the requests: the ``custom_auth`` hook (its key names the caller), or
+# LiteLLM's own ``user_api_key_auth`` with virtual keys (``realauth.litellm_auth`` sets it).
+AUTHENTICATION = {"by": "custom_auth"}
 
 
 def seeded_key(i: int) -> str:

@@ -29,16 +29,19 @@ from litellm.types.memory_management import (
 from . import __version__
 from .scope import WRITE_FORBIDDEN, CallerScope, ScopeError
 from .store import (
+    ABSENT,
     BEYOND_LIMITS,
+    DELETED,
+    FORBIDDEN,
     BeyondLimits,
     KeyMatch,
     KeyTaken,
     MemoryRecord,
     MemoryStore,
-    MemoryTransaction,
     StoreUnavailable,
     WriteRefused,
     visibility,
+    writable,
 )
 
 logger = logging.getLogger("litellm_memory_patch")
@@ -74,17 +77,18 @@ def key_taken(key: str) -> HTTPException:
     return HTTPException(status_code=409, detail=f"Memory with key '{key}' already exists.")
 
 
+_HEADER = (PATCH_HEADER.lower().encode(), __version__.encode())
+
+
 class PatchedRoute(APIRoute):
     """An APIRoute whose every response, errors included, names the patch and its version."""
 
     # Wrapping handle(), not self.app: FastAPI 0.165 serves an included router's routes through
     # an app of its own that it builds from the route, but still calls each route's handle().
     async def handle(self, scope, receive, send) -> None:
-        header = (PATCH_HEADER.lower().encode(), __version__.encode())
-
         async def send_with_header(message):
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), _HEADER]
             await send(message)
 
         await super().handle(scope, receive, send_with_header)
@@ -178,19 +182,6 @@ async def refusals_as_http() -> AsyncIterator[None]:
 
 def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
     return LiteLLM_MemoryRow.model_validate(record, from_attributes=True)
-
-
-async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
-    # Only a pure team row of the caller's own team needs the database's team-admin answer,
-    # and only when the owner's role does not decide it already.
-    needs_admin_check = (
-        not (scope.is_admin or scope.is_admin_of_team)
-        and row.user_id is None
-        and scope.team_id is not None
-        and row.team_id == scope.team_id
-    )
-    is_team_admin = needs_admin_check and await tx.caller_is_team_admin()
-    return scope.may_write(row, is_team_admin=is_team_admin)
 
 
 # -- the routes ---------------------------------------------------------------------------
@@ -299,17 +290,24 @@ async def upsert_memory(
     if not changes:
         raise HTTPException(status_code=400, detail=NOTHING_TO_UPDATE)
 
-    async with refusals_as_http():
+    async def update() -> tuple[str, MemoryRecord | None]:
         async with store.transaction(scope) as tx:
-            where = visibility(scope)
-            existing = await tx.find(key, where=where)
-            if existing is None:
-                if body.value is None:
-                    raise HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
-                user_id, team_id = scope.owner_for_create(
-                    requested_user_id=body.user_id, requested_team_id=body.team_id
-                )
-                try:
+            return await tx.update_key(
+                key, changes, where=visibility(scope), may_write=writable(scope),
+                actor=scope.user_id,
+            )
+
+    async with refusals_as_http():
+        outcome, row = await update()
+        if outcome == ABSENT:
+            # No row visible: a create, as its own request would be.
+            if body.value is None:
+                raise HTTPException(status_code=400, detail=CREATE_NEEDS_VALUE)
+            user_id, team_id = scope.owner_for_create(
+                requested_user_id=body.user_id, requested_team_id=body.team_id
+            )
+            try:
+                async with store.transaction(scope) as tx:
                     return _answer(
                         await tx.create(
                             key=key,
@@ -318,17 +316,17 @@ async def upsert_memory(
                             user_id=user_id,
                             team_id=team_id,
                             actor=scope.user_id,
+                            last=True,
                         )
                     )
-                except KeyTaken:
-                    # Taken elsewhere (409), or created in this scope since the read above:
-                    # then it is an update after all.
-                    existing = await tx.find(key, where=where)
-                    if existing is None:
-                        raise key_taken(key) from None
-            if not await _may_write(tx, scope, existing):
-                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
-            row = await tx.update(existing.memory_id, changes, where=where, actor=scope.user_id)
+            except KeyTaken:
+                # Taken out of sight (409), or created in the caller's scope since the update
+                # looked: then it is an update after all.
+                outcome, row = await update()
+                if outcome == ABSENT:
+                    raise key_taken(key) from None
+    if outcome == FORBIDDEN:
+        raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
     if row is None:
         raise not_found(key)
     return _answer(row)
@@ -344,13 +342,9 @@ async def delete_memory(
     _check_key(key)
     async with refusals_as_http():
         async with store.transaction(scope) as tx:
-            where = visibility(scope)
-            existing = await tx.find(key, where=where)
-            if existing is None:
-                raise not_found(key)
-            if not await _may_write(tx, scope, existing):
-                raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
-            deleted = await tx.delete(existing.memory_id, where=where)
-    if not deleted:
+            outcome = await tx.delete(key, where=visibility(scope), may_write=writable(scope))
+    if outcome == FORBIDDEN:
+        raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
+    if outcome != DELETED:
         raise not_found(key)
     return MemoryDeleteResponse(key=key, deleted=True)

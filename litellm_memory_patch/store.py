@@ -11,15 +11,17 @@ on the same server connection behind PgBouncer in transaction mode, starts from 
 the check fails the request answers 503 naming the problem, and the next request checks again.
 
 Round trips, not statements, are what a request pays for, so statements travel together in
-one simple-protocol message. A request whose statements all fit in one message (a GET, a list,
-a POST) sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a multi-statement message as one
-implicit transaction, so the role and settings end with it. A request of two round trips (PUT,
-DELETE) wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses and plans each statement of a
-message only after the previous one ran, so the role switch applies to the statements that
-follow it, and an error in any statement skips the rest of the message. The simple protocol
-carries no parameters: values are bound client-side with psycopg's ``sql.Literal``, which
-quotes them for this connection. Nothing is ever prepared, which is also what PgBouncer in
-transaction mode needs.
+one simple-protocol message. Every route's request fits in one: a PUT or a DELETE is one
+statement that reads, authorises and writes (:meth:`MemoryTransaction.update_key`,
+:meth:`MemoryTransaction.delete`); a PUT that finds no row sends its insert in a transaction of
+its own after it. Such a message sends no ``BEGIN`` or ``COMMIT``: PostgreSQL runs a
+multi-statement message as one implicit transaction, so the role and settings end with it. A
+request of more than one round trip wraps them in ``BEGIN`` ... ``COMMIT``. PostgreSQL parses
+and plans each statement of a message only after the previous one ran, so the role switch
+applies to the statements that follow it, and an error in any statement skips the rest of the
+message. The simple protocol carries no parameters: values are bound client-side with
+psycopg's ``sql.Literal``, which quotes them for this connection. Nothing is ever prepared,
+which is also what PgBouncer in transaction mode needs.
 
 The statements also carry the caller's visibility themselves (:func:`visibility`). That filter
 is what lets PostgreSQL use LiteLLM's ``team_id`` index; row-level security underneath is what
@@ -136,6 +138,13 @@ class BeyondLimits(Exception):
     """The request can never succeed: it exceeds a limit of PostgreSQL (a 4xx, not an outage)."""
 
 
+# What a write by key found and did (MemoryTransaction.update_key and .delete).
+UPDATED, DELETED = "updated", "deleted"
+FORBIDDEN = "forbidden"  # the row is visible, but the caller may not write it
+VANISHED = "vanished"  # the row was visible and writable, and gone when written
+ABSENT = "absent"  # no visible row
+
+
 # A missing role, function or table, or a login role that may not switch: the migrations
 # have not been applied (or were rolled back) in this database.
 _NOT_MIGRATED_ERRORS = (
@@ -162,11 +171,14 @@ class MemoryRecord:
     @classmethod
     def from_row(cls, row: dict) -> "MemoryRecord":
         # The columns are TIMESTAMP(3) holding UTC, as Prisma writes them; answer in UTC as
-        # LiteLLM does.
+        # LiteLLM does. A row may carry more than the record (a statement's outcome or total).
         for name in ("created_at", "updated_at"):
             if row[name] is not None:
                 row[name] = row[name].replace(tzinfo=timezone.utc)
-        return cls(**row)
+        return cls(**{name: row[name] for name in _FIELDS})
+
+
+_FIELDS = tuple(MemoryRecord.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -201,6 +213,32 @@ def visibility(scope: CallerScope) -> sql.Composable:
     return sql.SQL("FALSE")
 
 
+def writable(scope: CallerScope) -> sql.Composable:
+    """The visible rows ``scope`` may update or delete, as an SQL condition (the handlers' own
+    check, SECURITY.md's rules). Team-admin status is the database's own answer, asked only for
+    a pure team row of the caller's team."""
+    if scope.is_admin:
+        return sql.SQL("TRUE")
+    if scope.is_admin_of_team:
+        return sql.SQL("team_id = {}").format(sql.Literal(scope.team_id))
+    conditions = []
+    if scope.user_id is not None:
+        conditions.append(
+            sql.SQL("(user_id = {} AND team_id IS NOT DISTINCT FROM {})").format(
+                sql.Literal(scope.user_id), sql.Literal(scope.team_id)
+            )
+        )
+    if scope.team_id is not None:
+        conditions.append(
+            sql.SQL(
+                "CASE WHEN user_id IS NULL AND team_id = {} THEN {}.session_is_team_admin() END"
+            ).format(sql.Literal(scope.team_id), sql.Identifier(PATCH_SCHEMA))
+        )
+    if not conditions:
+        return sql.SQL("FALSE")
+    return sql.SQL("coalesce({}, false)").format(sql.SQL(" OR ").join(conditions))
+
+
 _COLUMNS = sql.SQL(
     "memory_id, key, value, metadata, user_id, team_id, created_at, created_by, updated_at, updated_by"
 )
@@ -211,6 +249,8 @@ _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
 _BEGIN_REQUEST = sql.SQL(
     "SELECT {patch}.begin_request({revision}, {team_id}, {user_id}, {user_role}, {statement_timeout})"
 )
+# Rendered starts kept, one per caller (a few hundred bytes each); beyond, the cache restarts.
+_STARTS_KEPT = 4096
 _BEGIN = sql.SQL("BEGIN")
 _COMMIT = sql.SQL("COMMIT")
 
@@ -282,13 +322,20 @@ class MemoryTransaction:
     async def page(
         self, match: KeyMatch, *, where: sql.Composable, offset: int, limit: int
     ) -> tuple[list[MemoryRecord], int]:
-        """One page, newest first, and the number of matching rows; the request's last step."""
+        """One page, newest first, and the number of matching rows; the request's last step.
+
+        One statement: the count rides on every row of the page (an uncorrelated sub-select,
+        which PostgreSQL runs once). Only a page past the end, which has no row to carry it,
+        counts again, in a transaction of its own.
+        """
         condition = sql.SQL("{} AND {}").format(match.clause(), where)
-        counted, rows = await self._run(
-            sql.SQL("SELECT count(*) AS total FROM {} WHERE {}").format(self._table, condition),
+        count = sql.SQL("SELECT count(*) AS total FROM {} WHERE {}").format(self._table, condition)
+        (rows,) = await self._run(
             sql.SQL(
-                "SELECT {} FROM {} WHERE {} ORDER BY updated_at DESC, key LIMIT {} OFFSET {}"
+                "SELECT ({}) AS total, {} FROM {} WHERE {}"
+                " ORDER BY updated_at DESC, key LIMIT {} OFFSET {}"
             ).format(
+                count,
                 _COLUMNS,
                 self._table,
                 condition,
@@ -297,7 +344,16 @@ class MemoryTransaction:
             ),
             last=True,
         )
-        return [MemoryRecord.from_row(row) for row in rows], counted[0]["total"]
+        if rows:
+            total = rows[0]["total"]
+        elif offset:
+            ((counted,),) = await MemoryTransaction(self._conn, self._table, self._start)._run(
+                count, last=True
+            )
+            total = counted["total"]
+        else:
+            total = 0
+        return [MemoryRecord.from_row(row) for row in rows], total
 
     async def create(
         self,
@@ -313,7 +369,7 @@ class MemoryTransaction:
         """Insert a row; ``metadata`` None stores SQL NULL, as LiteLLM does on create.
 
         A taken key inserts nothing instead of raising (:class:`KeyTaken`), so the transaction
-        stays usable: an upsert then falls back to reading the row.
+        stays usable.
         """
         self.wrote = True
         values = sql.SQL(", ").join(
@@ -341,51 +397,108 @@ class MemoryTransaction:
             raise KeyTaken()
         return rows[0]
 
+    @staticmethod
+    def _assignments(changes: dict[str, Any], actor: str | None) -> sql.Composable:
+        # An explicit metadata None stores JSON null, as LiteLLM does on update.
+        return sql.SQL(", ").join(
+            [
+                *(
+                    sql.SQL("{} = {}").format(
+                        sql.Identifier(name),
+                        sql.Literal(Jsonb(changes[name]) if name == "metadata" else changes[name]),
+                    )
+                    for name in sorted(changes)
+                ),
+                sql.SQL("updated_at = {}").format(_NOW),
+                sql.SQL("updated_by = {}").format(sql.Literal(actor)),
+            ]
+        )
+
+    @staticmethod
+    def _target(key: str, table: sql.Composable, where: sql.Composable, may_write: sql.Composable):
+        """The visible row for ``key`` (at most one: keys are unique) and whether it is writable."""
+        return sql.SQL(
+            "SELECT memory_id AS target, ({}) AS allowed FROM {} WHERE key = {} AND {}"
+        ).format(may_write, table, sql.Literal(key), where)
+
+    async def update_key(
+        self,
+        key: str,
+        changes: dict[str, Any],
+        *,
+        where: sql.Composable,
+        may_write: sql.Composable,
+        actor: str | None,
+    ) -> tuple[str, MemoryRecord | None]:
+        """A PUT's update, in one statement that reads, authorises and writes, and commits:
+        set ``changes`` on the visible row for ``key`` where ``may_write`` allows it.
+
+        Returns the outcome: UPDATED with the row, FORBIDDEN, VANISHED or ABSENT (no row
+        visible: the caller creates one, or not).
+        """
+        self.wrote = True
+        (rows,) = await self._run(
+            sql.SQL(
+                "WITH existing AS ({target}),"
+                " updated AS (UPDATE {table} SET {assignments}"
+                " WHERE memory_id = (SELECT target FROM existing WHERE allowed) AND {where}"
+                " RETURNING {columns})"
+                " SELECT existing.allowed, updated.* FROM existing LEFT JOIN updated ON true"
+            ).format(
+                target=self._target(key, self._table, where, may_write),
+                table=self._table,
+                assignments=self._assignments(changes, actor),
+                where=where,
+                columns=_COLUMNS,
+            ),
+            last=True,
+        )
+        if not rows:
+            return ABSENT, None
+        if not rows[0]["allowed"]:
+            return FORBIDDEN, None
+        if rows[0]["memory_id"] is None:
+            return VANISHED, None
+        return UPDATED, MemoryRecord.from_row(rows[0])
+
     async def update(
         self, memory_id: str, changes: dict[str, Any], *, where: sql.Composable, actor: str | None
     ) -> MemoryRecord | None:
-        """Set ``value`` and/or ``metadata`` (an explicit None stores JSON null, as LiteLLM
-        does) and commit; None when the row is gone or not writable."""
+        """Set ``changes`` on one row by id and commit; None when the row is gone or not
+        writable. (The benchmark's baseline updates this way, as LiteLLM's handler does.)"""
         self.wrote = True
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = {}").format(
-                sql.Identifier(name),
-                sql.Literal(Jsonb(changes[name]) if name == "metadata" else changes[name]),
-            )
-            for name in sorted(changes)
-        )
         rows = await self._records(
-            sql.SQL(
-                "UPDATE {} SET {}, updated_at = {now}, updated_by = {} WHERE memory_id = {} AND {}"
-                " RETURNING {}"
-            ).format(
-                self._table, assignments, sql.Literal(actor), sql.Literal(memory_id), where, _COLUMNS,
-                now=_NOW,
+            sql.SQL("UPDATE {} SET {} WHERE memory_id = {} AND {} RETURNING {}").format(
+                self._table, self._assignments(changes, actor), sql.Literal(memory_id), where,
+                _COLUMNS,
             ),
             last=True,
         )
         return rows[0] if rows else None
 
-    async def delete(self, memory_id: str, *, where: sql.Composable) -> bool:
-        """Delete and commit; False when the row is gone or not writable."""
+    async def delete(self, key: str, *, where: sql.Composable, may_write: sql.Composable) -> str:
+        """A DELETE, in one statement that reads, authorises and deletes, and commits: the
+        outcome (DELETED, FORBIDDEN, VANISHED or ABSENT)."""
         self.wrote = True
         (rows,) = await self._run(
-            sql.SQL("DELETE FROM {} WHERE memory_id = {} AND {} RETURNING memory_id").format(
-                self._table, sql.Literal(memory_id), where
+            sql.SQL(
+                "WITH existing AS ({target}),"
+                " deleted AS (DELETE FROM {table}"
+                " WHERE memory_id = (SELECT target FROM existing WHERE allowed) AND {where}"
+                " RETURNING memory_id)"
+                " SELECT CASE WHEN EXISTS (SELECT FROM deleted) THEN {deleted}"
+                " WHEN allowed THEN {vanished} ELSE {forbidden} END AS outcome FROM existing"
+            ).format(
+                target=self._target(key, self._table, where, may_write),
+                table=self._table,
+                where=where,
+                deleted=sql.Literal(DELETED),
+                vanished=sql.Literal(VANISHED),
+                forbidden=sql.Literal(FORBIDDEN),
             ),
             last=True,
         )
-        return bool(rows)
-
-    async def caller_is_team_admin(self) -> bool:
-        """Team-admin or org-admin status for the session's team, as the database sees it."""
-        ((row,),) = await self._run(
-            sql.SQL("SELECT {}.session_is_team_admin() AS answer").format(
-                sql.Identifier(PATCH_SCHEMA)
-            ),
-            last=False,
-        )
-        return bool(row["answer"])
+        return rows[0]["outcome"] if rows else ABSENT
 
 
 class MemoryStore:
@@ -403,6 +516,7 @@ class MemoryStore:
         pool_logger = logging.getLogger("psycopg.pool")
         if _pool_log_gate not in pool_logger.filters:
             pool_logger.addFilter(_pool_log_gate)
+        self._starts: dict[tuple[CallerScope, str, str], sql.SQL] = {}
         self.max_value_bytes = settings.max_value_bytes
         self._table = sql.SQL("{}.{}").format(
             sql.Identifier(settings.database.schema), sql.Identifier("LiteLLM_MemoryTable")
@@ -461,7 +575,18 @@ class MemoryStore:
     async def close(self) -> None:
         await self._pool.close()
 
-    def _start(self, scope: CallerScope) -> sql.Composable:
+    def _start(self, scope: CallerScope, conn: psycopg.AsyncConnection) -> sql.Composable:
+        """The start of ``scope``'s request, rendered once per caller, client encoding and
+        expected revision: quoting its values costs more than the rest of a GET's Python."""
+        cache_key = (scope, conn.info.encoding, self._revision)
+        start = self._starts.get(cache_key)
+        if start is None:
+            if len(self._starts) >= _STARTS_KEPT:
+                self._starts.clear()
+            start = self._starts[cache_key] = sql.SQL(self._compose_start(scope).as_string(conn))
+        return start
+
+    def _compose_start(self, scope: CallerScope) -> sql.Composable:
         settings = scope.settings()
         return _BEGIN_REQUEST.format(
             patch=sql.Identifier(PATCH_SCHEMA),
@@ -513,7 +638,7 @@ class MemoryStore:
         """
         try:
             async with self._pool.connection() as conn:
-                tx = MemoryTransaction(conn, self._table, self._start(scope))
+                tx = MemoryTransaction(conn, self._table, self._start(scope, conn))
                 try:
                     yield tx
                     if tx.open:

@@ -31,7 +31,7 @@ from identity_auth import api_key
 from litellm_memory_patch import migrator
 from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, parse_database_url
 from litellm_memory_patch.scope import CallerScope
-from litellm_memory_patch.store import KeyMatch, KeyTaken, WriteRefused
+from litellm_memory_patch.store import DELETED, KeyMatch, KeyTaken, WriteRefused
 
 TABLE = '"LiteLLM_MemoryTable"'
 RED, BLUE, GREEN = "team-red", "team-blue", "team-green"
@@ -350,8 +350,8 @@ async def _store_call(store, caller: Caller, request: Request):
                 found = await tx.find(request.key, where=EVERY_ROW)
                 return ("read", (found,) if found else (), None)
             if request.method == "DELETE":
-                target = existing.memory_id if existing else str(uuid.uuid4())
-                return ("delete", await tx.delete(target, where=EVERY_ROW))
+                outcome = await tx.delete(request.key, where=EVERY_ROW, may_write=EVERY_ROW)
+                return ("delete", outcome == DELETED)
             if request.method == "PUT" and existing is not None:
                 changes = {}
                 if request.value is not None:
@@ -363,7 +363,9 @@ async def _store_call(store, caller: Caller, request: Request):
                     changes["team_id"] = request.team_id
                 if request.user_id is not None:
                     changes["user_id"] = request.user_id
-                found = await tx.update(existing.memory_id, changes, where=EVERY_ROW, actor=caller.user)
+                _, found = await tx.update_key(
+                    request.key, changes, where=EVERY_ROW, may_write=EVERY_ROW, actor=caller.user
+                )
                 return ("update", found)
             if request.value is None:
                 return None  # nothing a store call could do
