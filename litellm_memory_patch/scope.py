@@ -101,22 +101,6 @@ class CallerScope:
             "litellm_memory.user_role": self.role or "",
         }
 
-    def may_write(self, row: Any, *, is_team_admin: bool) -> bool:
-        """Update/delete authority on a visible row; ``is_team_admin`` comes from the database."""
-        if self.is_admin:
-            return True
-        in_own_scope = row.team_id == self.team_id
-        if self.is_admin_of_team and in_own_scope:
-            return True
-        if self.user_id is not None and row.user_id == self.user_id and in_own_scope:
-            return True
-        return (
-            row.user_id is None
-            and self.team_id is not None
-            and row.team_id == self.team_id
-            and is_team_admin
-        )
-
     def owner_for_create(
         self, *, requested_user_id: str | None, requested_team_id: str | None
     ) -> tuple[str | None, str | None]:
