@@ -481,8 +481,10 @@ def upgrade_sql(schema: str, *, revision: str) -> str:
         f"REVOKE ALL ON {table} FROM {APP_ROLE};",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};",
         _REVOKE_MEMBERSHIPS,
-        # The functions' owner is the schema's: the role migrating, which created it.
+        # The functions' owner is the schema's: the role migrating, which created it. A change
+        # of owner takes the previous owner's rights along: the role's USAGE is granted again.
         f"ALTER SCHEMA {PATCH_SCHEMA} OWNER TO CURRENT_USER;",
+        f"GRANT USAGE ON SCHEMA {quote_ident(schema)}, {PATCH_SCHEMA} TO {APP_ROLE};",
         _drop_other_overloads(defined),
     ]
     parts += [_create_function_sql(function) for function in defined]
