@@ -29,6 +29,10 @@ WARN = "warn"
 FAIL = "fail"
 
 MIGRATE_HINT = "repair: litellm-memory-patch migrate"
+# The guard and the canary see the sum of what the other checks compare: their repair is the
+# one those name (a superuser's ALTER ROLE, say), else migrate (a restore left every object as
+# it was, but not written by migrate).
+REPAIR_ABOVE = "repair: what the checks above name, else litellm-memory-patch migrate"
 ROLE_ATTRIBUTES = ("LOGIN", "SUPERUSER", "BYPASSRLS", "CREATEDB", "CREATEROLE", "INHERIT", "REPLICATION")
 TABLE_PRIVILEGES = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 # pg_trigger.tgtype of BEFORE INSERT OR UPDATE ... FOR EACH ROW.
@@ -302,8 +306,8 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
         checks.append(
             Check(
                 "role switch", FAIL,
-                f"{login} cannot SET ROLE {APP_ROLE}; migrate as this login role,"
-                f" or run: GRANT {APP_ROLE} TO {login}",
+                f"{login} cannot SET ROLE {APP_ROLE}; repair (as a superuser, or a role with"
+                f" ADMIN on it): GRANT {APP_ROLE} TO {login}",
             )
         )
 
@@ -363,7 +367,7 @@ def _guard_check(conn: psycopg.Connection) -> Check:
             )
     except psycopg.Error as exc:
         reason = _short(exc.diag.message_primary or exc)
-        return Check("request guard", FAIL, f"requests answer 503: {reason}; {MIGRATE_HINT}")
+        return Check("request guard", FAIL, f"requests answer 503: {reason}; {REPAIR_ABOVE}")
     return Check("request guard", OK, "requests pass the per-request check")
 
 
@@ -468,7 +472,7 @@ def _canary(conn: psycopg.Connection, schema: str) -> Check:
     except psycopg.Error as exc:
         return Check("canary", FAIL, f"the test writes failed: {_short(exc.diag.message_primary or exc)}")
     if failures:
-        return Check("canary", FAIL, "; ".join(failures) + f"; {MIGRATE_HINT}")
+        return Check("canary", FAIL, "; ".join(failures) + f"; {REPAIR_ABOVE}")
     return Check(
         "canary", OK,
         "reads, inserts, updates and deletes across teams all refused (rolled back)",
