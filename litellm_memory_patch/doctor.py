@@ -160,7 +160,9 @@ def _function_check(cur: psycopg.Cursor, function: enforcement.Function) -> Chec
         f"another function {function.name}({arguments}) exists" for arguments, *_ in rows if row[0] != arguments
     ]
     if differs:
-        return Check(name, FAIL, "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}")
+        # Only the function's owner (or a superuser) may write it again.
+        who = f" as a superuser or a member of {owner}" if owner != schema_owner else ""
+        return Check(name, FAIL, "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}{who}")
     return Check(name, OK, "as this version creates it")
 
 
