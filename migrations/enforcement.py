@@ -281,8 +281,8 @@ BEGIN
         WHEN (SELECT bool_and(o.xmin = g.xmin) AND NOT bool_or(o.xmin = {MIGRATE_TRANSACTION})
               FROM ({every_object}) o,
                    (SELECT xmin FROM pg_proc WHERE oid = {quote_literal(GUARD_SIGNATURE)}::regprocedure) g)
-            THEN 'the protection was written again outside migrate in one transaction'
-                 ' (a restore from a dump, or a copy of another database)'
+            THEN 'the protection was written again outside migrate, all in one transaction'
+                 ' (a restore from a dump?)'
         WHEN ARRAY({policies}) IS DISTINCT FROM array_fill({MIGRATE_TRANSACTION}, ARRAY[4])
             THEN 'the memory table''s policies are not those migrate created'
         WHEN NOT EXISTS (SELECT FROM pg_trigger t
