@@ -295,13 +295,14 @@ BEGIN
         -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
         WHEN NOT row_security_active(c.oid)
             THEN 'the restricted role is not bound by row-level security'
-        -- A function changed: one the restricted role may no longer run first.
+        -- A function changed: one the restricted role may no longer run first (the login role
+        -- runs the guard; a trigger's function needs no EXECUTE to fire).
         ELSE (SELECT format(CASE WHEN revoked
                                  THEN 'EXECUTE on function %s was revoked from the restricted role'
                                  ELSE 'function %s is not the one migrate created' END,
                             f.oid::regprocedure)
               FROM pg_proc f,
-                   LATERAL (SELECT f.proname <> 'begin_request'
+                   LATERAL (SELECT f.proname <> ALL (ARRAY['begin_request', 'enforce_ownership'])
                                    AND NOT has_function_privilege(f.oid, 'EXECUTE') AS revoked) r
               WHERE f.oid = ANY ({functions}) AND f.xmin <> {MIGRATE_TRANSACTION}
               ORDER BY revoked DESC, f.proname

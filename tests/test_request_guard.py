@@ -97,7 +97,7 @@ CHANGES = {
     ),
     "EXECUTE revoked": (
         f"REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {PATCH_SCHEMA} FROM PUBLIC",
-        "EXECUTE on function",
+        "EXECUTE on function litellm_memory_patch.session_",
     ),
     # Every object written by one transaction, but not the one migrate recorded in the guard.
     "restored in one transaction": (restore_in_one_transaction, "a restore from a dump"),
