@@ -147,6 +147,18 @@ def test_an_after_trigger_is_named_in_a_warning(migrated_db):
     assert failing(list(checks.values())) == {}
 
 
+def test_a_rule_dropped_leaves_a_warning_until_the_table_is_vacuumed(migrated_db):
+    """relhasrules outlives the last rule: requests are served, through the slower path."""
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(SABOTAGE["a rule"][0])
+        migrator.upgrade(migrated_db)
+        checks = {check.name: check for check in doctor.run_checks(migrated_db)}
+        assert checks["rules flag"].status == doctor.WARN and "VACUUM" in checks["rules flag"].detail
+        assert failing(list(checks.values())) == {}
+        conn.execute(f"VACUUM {TABLE}")
+    assert "rules flag" not in {check.name for check in doctor.run_checks(migrated_db)}
+
+
 def test_json_carries_the_per_object_results(migrated_db):
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
         conn.execute(SABOTAGE["update policy opened"][0])
