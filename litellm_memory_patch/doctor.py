@@ -2,8 +2,9 @@
 
 Every object the enforcement rests on is compared, by content, with what this version's
 migrations create (``migrations/enforcement.py``): each policy's USING and WITH CHECK
-expressions, each function's body, language, volatility, SECURITY DEFINER, settings and owner,
-the trigger, the restricted role's attributes and memberships, and the grants on the table.
+expressions, each function's body, language, volatility, SECURITY DEFINER, settings, owner and
+EXECUTE grants (and no other function of its name), the trigger, the rules and other triggers
+on the table, the restricted role's attributes and memberships, and the grants on the table.
 Then the per-request guard is called as a request would call it, and a canary tries every
 command across teams for real. All of it runs in transactions that are always rolled back, so
 nothing doctor writes survives, whatever happens. Each check answers ok, warn or fail with a
@@ -38,6 +39,10 @@ LACKS_PRIVILEGE = (
     "this login role ({login}) lacks a privilege ({reason}): the problem is this role's"
     " privileges, not the database's protection; {note}"
 )
+# The guard and the canary see the sum of what the other checks compare: their repair is the
+# one those name (a superuser's ALTER ROLE, say), else migrate (a restore left every object as
+# it was, but not written by migrate).
+REPAIR_ABOVE = "repair: what the checks above name, else litellm-memory-patch migrate"
 ROLE_ATTRIBUTES = ("LOGIN", "SUPERUSER", "BYPASSRLS", "CREATEDB", "CREATEROLE", "INHERIT", "REPLICATION")
 TABLE_PRIVILEGES = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 # pg_trigger.tgtype of BEFORE INSERT OR UPDATE ... FOR EACH ROW.
@@ -132,42 +137,52 @@ _FUNCTION_QUERY = """
     SELECT pg_get_function_identity_arguments(f.oid), pg_get_function_result(f.oid),
            l.lanname, f.provolatile, f.prosecdef, coalesce(f.proconfig, '{}'), f.prosrc,
            pg_get_userbyid(f.proowner), pg_get_userbyid(n.nspowner),
-           has_function_privilege('public', f.oid, 'EXECUTE')
+           has_function_privilege('public', f.oid, 'EXECUTE'),
+           to_regrole(%(role)s) IS NOT NULL AND has_function_privilege(%(role)s, f.oid, 'EXECUTE')
     FROM pg_proc f
     JOIN pg_language l ON l.oid = f.prolang
     JOIN pg_namespace n ON n.oid = f.pronamespace
-    WHERE n.nspname = %s AND f.proname = %s"""
+    WHERE n.nspname = %(schema)s AND f.proname = %(name)s"""
 
 
 def _function_check(cur: psycopg.Cursor, function: enforcement.Function) -> Check:
     name = f"function {function.name}()"
-    rows = cur.execute(_FUNCTION_QUERY, (PATCH_SCHEMA, function.name)).fetchall()
+    rows = cur.execute(
+        _FUNCTION_QUERY, {"role": APP_ROLE, "schema": PATCH_SCHEMA, "name": function.name}
+    ).fetchall()
     row = next((row for row in rows if row[0] == function.arguments), None)
     if row is None:
         return Check(name, FAIL, f"missing; {MIGRATE_HINT}")
-    _, returns, language, volatility, definer, config, body, owner, schema_owner, public = row
+    _, returns, language, volatility, definer, config, body, owner, schema_owner, public, role = row
     wanted = {
         "result": (returns, function.returns),
         "language": (language, function.language),
         "volatility": (volatility, function.volatility),
         "SECURITY DEFINER": (definer, function.security_definer),
         "settings": (list(config), list(function.config)),
-        "body": (body, function.body),
+        "body": (function.body_matches(body), True),
         # The migration creates the schema and its functions as one role; a function that
         # changed hands (a SECURITY DEFINER one above all) runs with another role's rights.
         "owner": (owner, schema_owner),
+        # The restricted role runs the policies' and the trigger's functions through PUBLIC,
+        # or through its own grant where PUBLIC's is revoked.
+        "EXECUTE for PUBLIC": (public, not function.execute_revoked_from_public),
     }
     if function.execute_revoked_from_public:
-        wanted["EXECUTE for PUBLIC"] = (public, False)
+        wanted[f"EXECUTE for {APP_ROLE}"] = (role, True)
     differs = [
         f"{label} differs" if label == "body" else f"{label} is {_short(got)}"
         for label, (got, expected) in wanted.items()
         if got != expected
     ]
-    if len(rows) > 1:
-        differs.append(f"{len(rows) - 1} other function(s) of the same name")
+    # Another function of the same name makes calls to it ambiguous, or may be called instead.
+    differs += [
+        f"another function {function.name}({arguments}) exists" for arguments, *_ in rows if row[0] != arguments
+    ]
     if differs:
-        return Check(name, FAIL, "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}")
+        # Only the function's owner (or a superuser) may write it again.
+        who = f" as a superuser or a member of {owner}" if owner != schema_owner else ""
+        return Check(name, FAIL, "; ".join(differs) + f", not what this version creates; {MIGRATE_HINT}{who}")
     return Check(name, OK, "as this version creates it")
 
 
@@ -183,15 +198,78 @@ def _trigger_check(cur: psycopg.Cursor, table: str) -> Check:
         return Check(check, FAIL, f"missing; {MIGRATE_HINT}")
     enabled, function, kind, unconditional, columns = row
     differs = []
-    if enabled not in ("O", "A"):
+    if enabled == "D":
         differs.append("disabled")
+    elif enabled != "A":
+        # session_replication_role = replica (or origin, for 'R') would switch it off.
+        differs.append("not enabled in every replication role (ENABLE ALWAYS)")
     if function != f"{PATCH_SCHEMA}.enforce_ownership()":
         differs.append(f"runs {function}")
     if kind != TRIGGER_TYPE or not unconditional or columns.strip():
         differs.append("does not fire BEFORE every INSERT OR UPDATE, FOR EACH ROW")
     if differs:
         return Check(check, FAIL, "; ".join(differs) + f"; {MIGRATE_HINT}")
-    return Check(check, OK, f"enabled, BEFORE INSERT OR UPDATE, runs {function}")
+    return Check(check, OK, f"enabled always, BEFORE INSERT OR UPDATE, runs {function}")
+
+
+def _rules_and_triggers_checks(cur: psycopg.Cursor, table: str) -> list[Check]:
+    """What else acts on the table's writes: rules and other triggers firing before or
+    instead of one fail (they may change what a write does after the policies allowed it);
+    AFTER triggers are named, as they may write too."""
+    rules = [
+        name for (name,) in cur.execute(
+            "SELECT rulename FROM pg_rewrite WHERE ev_class = %s::regclass ORDER BY 1", (table,)
+        )
+    ]
+    first = [
+        name for (name,) in cur.execute(
+            "SELECT tgname FROM pg_trigger t WHERE tgrelid = %s::regclass"
+            f" AND {enforcement.OTHER_TRIGGER_FIRES_FIRST} ORDER BY 1",
+            (table,),
+        )
+    ]
+    after = [
+        name for (name,) in cur.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal"
+            " AND tgtype::int4 & (2 | 64) = 0 AND tgenabled <> 'D' ORDER BY 1",
+            (table,),
+        )
+    ]
+    checks = []
+    if rules or first:
+        objects = [f"rule {name}" for name in rules] + [
+            f"trigger {name} (fires before or instead of a write)" for name in first
+        ]
+        checks.append(
+            Check(
+                "rules and triggers", FAIL,
+                f"{', '.join(objects)}: may change what a write does after the policies allowed it;"
+                f" {MIGRATE_HINT}, which drops them",
+            )
+        )
+    else:
+        checks.append(Check("rules and triggers", OK, "no rule, no other trigger before a write"))
+    (flagged,) = cur.execute(
+        "SELECT relhasrules FROM pg_class WHERE oid = %s::regclass", (table,)
+    ).fetchone()
+    if flagged and not rules:
+        # PostgreSQL clears the flag when it next vacuums the table, not when the rule goes.
+        checks.append(
+            Check(
+                "rules flag", WARN,
+                "no rule is left, but the table is still flagged as having some: every request"
+                f" takes the check's slower path (about 0.1 ms) until VACUUM {table}",
+            )
+        )
+    if after:
+        checks.append(
+            Check(
+                "after triggers", WARN,
+                f"{', '.join(after)} fire(s) after writes: the protection does not check what"
+                " they do (a SECURITY DEFINER one may write any row)",
+            )
+        )
+    return checks
 
 
 def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
@@ -239,7 +317,10 @@ def _role_checks(cur: psycopg.Cursor, table: str | None) -> list[Check]:
         f"is a member of {name} ({MIGRATE_HINT}, which revokes it)" for name in member_of
     ]
     problems += [
-        f"owns {thing} (repair: ALTER ... OWNER TO the role LiteLLM logs in as)" for thing in owns
+        f"owns {thing} ({MIGRATE_HINT}, which makes it over to the role migrating)"
+        if thing.startswith("schema")
+        else f"owns {thing} (repair: ALTER TABLE {table} OWNER TO the role LiteLLM logs in as)"
+        for thing in owns
     ]
     if problems:
         checks.append(Check("restricted role memberships", FAIL, f"{APP_ROLE} " + "; ".join(problems)))
@@ -295,10 +376,7 @@ def _grant_check(cur: psycopg.Cursor, table: str) -> Check:
     if granted.get(APP_ROLE, []) != TABLE_PRIVILEGES:
         problems.append(f"{APP_ROLE} has {', '.join(granted.get(APP_ROLE, [])) or 'nothing'}")
     if granted.get("PUBLIC"):
-        problems.append(
-            f"PUBLIC (every role) has {', '.join(granted['PUBLIC'])}"
-            f" (repair: REVOKE ALL ON {table} FROM PUBLIC)"
-        )
+        problems.append(f"PUBLIC (every role) has {', '.join(granted['PUBLIC'])}")
     if problems:
         return Check(
             "table grants", FAIL,
@@ -424,6 +502,7 @@ def _canary(conn: psycopg.Connection, schema: str, repair: str) -> Check:
             cur.execute(
                 "SELECT set_config('lock_timeout', %(timeout)s, true),"
                 " set_config('statement_timeout', %(timeout)s, true),"
+                " set_config('row_security', 'on', true),"
                 " set_config('role', %(role)s, true)",
                 {"timeout": CANARY_TIMEOUT, "role": APP_ROLE},
             )
@@ -473,6 +552,7 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
             checks += _policy_checks(conn, table)
             checks += [_function_check(cur, function) for function in enforcement.functions(target.schema, revision=migrator.head_revision())]
             checks.append(_trigger_check(cur, table))
+            checks += _rules_and_triggers_checks(cur, table)
             checks += _role_checks(cur, table)
             checks.append(_grant_check(cur, table))
             checks.append(columns_check(cur, table))
@@ -489,7 +569,7 @@ def _repair_for_the_live_checks(checks: list[Check]) -> str:
     for check in checks:
         if check.name == "restricted role" and check.status == FAIL:
             return "repair: see the restricted role line above"
-    return MIGRATE_HINT
+    return REPAIR_ABOVE
 
 
 def all_ok(checks: list[Check]) -> bool:

@@ -71,6 +71,12 @@ PROTECTION_MISSING = (
     "The memory store is unavailable: its database protection is not in place ({problem}). An "
     "operator must run `litellm-memory-patch doctor`, then `litellm-memory-patch migrate`."
 )
+# An extra overload (say one more argument with a default) makes every call to the function
+# ambiguous, so the guard cannot even run to name it.
+OVERLOADED = (
+    f"another function in the {PATCH_SCHEMA} schema has the name of one of the protection's"
+    " (begin_request, or one the ownership trigger calls), so calling it is ambiguous"
+)
 BEYOND_LIMITS = (
     "The request exceeds a limit of the memory store's database; shorten the key, the value "
     "or the metadata (or, for a key whose team or user id is this long, use another key)."
@@ -615,6 +621,9 @@ class MemoryStore:
         if exc.sqlstate == GUARD_SQLSTATE:
             logger.error("memory store protection not in place: %s", exc.diag.message_primary)
             return StoreUnavailable(PROTECTION_MISSING.format(problem=exc.diag.message_primary))
+        if isinstance(exc, errors.AmbiguousFunction):
+            logger.error("memory store protection not in place: %s", exc.diag.message_primary)
+            return StoreUnavailable(PROTECTION_MISSING.format(problem=OVERLOADED))
         if isinstance(exc, (errors.InvalidParameterValue, *_NOT_MIGRATED_ERRORS)):
             # No role to switch to (set_config('role') of a missing role), or the project's
             # functions are gone: not migrated here, or not for this version.

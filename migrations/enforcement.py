@@ -21,24 +21,38 @@ What a DBA reviews here:
   request's own statements resolve names in ``pg_catalog`` too).
 - How the guard knows that nothing changed since ``migrate``: every catalog row PostgreSQL
   writes carries the id of the writing transaction (``xmin``). ``migrate`` (re)creates all the
-  objects in one transaction, the guard included; the guard then checks, in one query, that the
-  policies, the trigger and the functions are exactly those rows (same transaction as its own
-  definition, none missing, no other policy on the table), that row-level security is enabled,
-  forced and binds the restricted role, and that the revision ``migrate`` wrote into it is the
-  one the calling proxy expects. Any later ``ALTER``, ``CREATE OR REPLACE``, ``DROP`` or
+  objects in one transaction and writes that transaction's id into the guard itself; the guard
+  then checks, in one query, that the policies, the trigger and the functions (itself included)
+  are exactly the rows that transaction wrote (none missing, no other policy on the table), that
+  no rule and no other trigger acts before a write to the table, that the ownership trigger
+  fires in every replication role, that row-level security is enabled, forced and binds the
+  restricted role, and that the revision ``migrate`` wrote into it is the one the calling proxy
+  expects. Any later ``ALTER``, ``CREATE OR REPLACE``, ``DROP``, ``GRANT``/``REVOKE`` or
   ``DISABLE`` writes a new row or removes one, and the next request answers 503 until
-  ``migrate`` writes them all again. A dump and restore also writes new rows: run ``migrate``
+  ``migrate`` writes them all again. A dump and restore also writes new rows, all in one
+  transaction with ``psql -1``, but never in the one the restored guard names: run ``migrate``
   after restoring.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, dollar_tag, quote_ident, quote_literal
 
 TABLE_NAME = "LiteLLM_MemoryTable"
 TRIGGER_NAME = "litellm_memory_enforce_ownership"
+# A trigger of someone else's on the table that fires before or instead of a write (pg_trigger
+# as t; tgtype bits 2 and 64), unless disabled. It could change or redo what a write does after
+# the policies allowed it, so the protection allows none (AFTER triggers, doctor warns about).
+OTHER_TRIGGER_FIRES_FIRST = (
+    f"t.tgname <> '{TRIGGER_NAME}' AND t.tgtype::int4 & (2 | 64) <> 0 AND t.tgenabled <> 'D'"
+)
+GUARD_SIGNATURE = f"{PATCH_SCHEMA}.begin_request(text, text, text, text, text)"
+# Stands in the guard's body for the id of the transaction migrate writes every object in;
+# migrate puts the real one in its place when it writes the guard (see upgrade_sql).
+MIGRATE_TRANSACTION = "'migrate-transaction'::pg_catalog.xid"
 # Raised by the guard; the store turns it into a 503 that names the problem.
 GUARD_SQLSTATE = "LM001"
 
@@ -58,6 +72,14 @@ class Function:
     @property
     def signature(self) -> str:
         return f"{PATCH_SCHEMA}.{self.name}({self.arguments})"
+
+    def body_matches(self, found: str) -> bool:
+        """Whether ``found`` (pg_proc.prosrc) is this body, any transaction id standing where
+        the body names migrate's."""
+        if MIGRATE_TRANSACTION not in self.body:
+            return found == self.body
+        pattern = re.escape(self.body).replace(re.escape(MIGRATE_TRANSACTION), r"'\d+'::pg_catalog\.xid")
+        return re.fullmatch(pattern, found) is not None
 
 
 @dataclass(frozen=True)
@@ -215,10 +237,23 @@ END
 def _guard_body(names: dict, revision: str) -> str:
     table = names["table_regclass"]
     tracked = ", ".join(quote_literal(f"{PATCH_SCHEMA}.{name}()") for name in TRACKED_FUNCTIONS)
-    tracked_array = f"ARRAY[{tracked}]::regprocedure[]"
-    written_by = (
-        f"(SELECT xmin FROM pg_proc WHERE oid ="
-        f" '{PATCH_SCHEMA}.begin_request(text, text, text, text, text)'::regprocedure)"
+    # The guard's own row too: migrate wrote it, with the rest, in the transaction it records.
+    functions = f"ARRAY[{tracked}, {quote_literal(GUARD_SIGNATURE)}]::regprocedure[]"
+    policies = f"SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table}"
+    # The ownership trigger, enabled in every replication role, and every other trigger that
+    # fires before or instead of a write: a fast path that finds one more row fails.
+    triggers = (
+        f"SELECT t.xmin FROM pg_trigger t WHERE t.tgrelid = {table}"
+        f" AND (t.tgname = '{TRIGGER_NAME}' AND t.tgenabled = 'A' OR {OTHER_TRIGGER_FIRES_FIRST})"
+    )
+    others = (
+        f"SELECT string_agg(quote_ident(t.tgname), ', ' ORDER BY t.tgname) FROM pg_trigger t"
+        f" WHERE t.tgrelid = {table} AND {OTHER_TRIGGER_FIRES_FIRST}"
+    )
+    every_object = (
+        f"{policies} UNION ALL SELECT t.xmin FROM pg_trigger t WHERE t.tgrelid = {table}"
+        f" AND t.tgname = '{TRIGGER_NAME}' UNION ALL SELECT f.xmin FROM pg_proc f"
+        f" WHERE f.oid = ANY ({functions})"
     )
     return f"""
 DECLARE
@@ -226,7 +261,9 @@ DECLARE
     problem pg_catalog.text;
 BEGIN
     -- Every name below resolves in pg_catalog from here on; this statement's own are qualified.
+    -- row_security: off would turn the policies' filtering into errors; only on is meant here.
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true),
+            pg_catalog.set_config('row_security', 'on', true),
             pg_catalog.set_config('lock_timeout', statement_timeout, true),
             pg_catalog.set_config('statement_timeout', statement_timeout, true),
             pg_catalog.set_config('role', '{APP_ROLE}', true),
@@ -236,48 +273,70 @@ BEGIN
     -- The table's lock first: a migration (which locks it exclusively) then waits for this
     -- request, or this request for it, and the checks below read what it committed.
     LOCK TABLE {names['table']} IN ACCESS SHARE MODE;
-    -- The fast path, one query: every object is the catalog row the transaction that wrote
-    -- this very function wrote (migrate writes them all in that one, with the revision it
-    -- migrated to in this function), row-level security is enabled, forced and binds this
-    -- role, and the calling proxy expects that revision.
-    SELECT c.relrowsecurity AND c.relforcerowsecurity
+    -- The fast path, one query: every object is the catalog row written by the transaction
+    -- migrate ran in (which it recorded here, with the revision it migrated to), no rule and
+    -- no other trigger acts before a write, row-level security is enabled, forced and binds
+    -- this role, and the calling proxy expects that revision.
+    SELECT c.relrowsecurity AND c.relforcerowsecurity AND NOT c.relhasrules
            AND row_security_active(c.oid)
            AND revision = {quote_literal(revision)}
-           AND ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table}
-                     UNION ALL
-                     SELECT t.xmin FROM pg_trigger t
-                     WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
-                       AND t.tgenabled IN ('O', 'A')
-                     UNION ALL
-                     SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY ({tracked_array}))
-               = array_fill({written_by}, ARRAY[{4 + 1 + len(TRACKED_FUNCTIONS)}])
+           AND ARRAY({policies} UNION ALL {triggers}
+                     UNION ALL SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY ({functions}))
+               = array_fill({MIGRATE_TRANSACTION}, ARRAY[{4 + 1 + len(TRACKED_FUNCTIONS) + 1}])
     INTO intact
     FROM pg_class c
     WHERE c.oid = {table};
     IF intact THEN
         RETURN;
     END IF;
-    -- Something is off: name the first problem.
+    -- Something is off: name the first problem. None found means relhasrules outlived the
+    -- table's last rule (PostgreSQL clears it at the next VACUUM): the request goes on.
     SELECT CASE
         WHEN NOT c.relrowsecurity THEN 'row-level security is disabled on the memory table'
         WHEN NOT c.relforcerowsecurity THEN 'row-level security is not forced on the memory table'
-        WHEN ARRAY(SELECT p.xmin FROM pg_policy p WHERE p.polrelid = {table})
-                IS DISTINCT FROM array_fill({written_by}, ARRAY[4])
+        WHEN EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = {table})
+            THEN format('the memory table has a rule (%s), which may change what its writes do',
+                        (SELECT string_agg(quote_ident(r.rulename), ', ' ORDER BY r.rulename)
+                         FROM pg_rewrite r WHERE r.ev_class = {table}))
+        WHEN ({others}) IS NOT NULL
+            THEN format('trigger %s acts before writes to the memory table, besides the protection''s own',
+                        ({others}))
+        WHEN (SELECT bool_and(o.xmin = g.xmin) AND NOT bool_or(o.xmin = {MIGRATE_TRANSACTION})
+              FROM ({every_object}) o,
+                   (SELECT xmin FROM pg_proc WHERE oid = {quote_literal(GUARD_SIGNATURE)}::regprocedure) g)
+            THEN 'the protection was written again outside migrate, all in one transaction'
+                 ' (a restore from a dump?)'
+        WHEN ARRAY({policies}) IS DISTINCT FROM array_fill({MIGRATE_TRANSACTION}, ARRAY[4])
             THEN 'the memory table''s policies are not those migrate created'
         WHEN NOT EXISTS (SELECT FROM pg_trigger t
                          WHERE t.tgrelid = {table} AND t.tgname = '{TRIGGER_NAME}'
-                           AND t.xmin = {written_by} AND t.tgenabled IN ('O', 'A'))
-            THEN 'the ownership trigger is missing, disabled or not the one migrate created'
+                           AND t.xmin = {MIGRATE_TRANSACTION} AND t.tgenabled = 'A')
+            THEN 'the ownership trigger is missing, not enabled in every replication role,'
+                 ' or not the one migrate created'
         WHEN revision IS DISTINCT FROM {quote_literal(revision)}
             THEN 'the database is migrated for another version of the patch than this proxy'
         -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
         WHEN NOT row_security_active(c.oid)
             THEN 'the restricted role is not bound by row-level security'
-        ELSE 'a function of the protection is missing or not the one migrate created'
+        -- A function changed: one the restricted role may no longer run first (the login role
+        -- runs the guard; a trigger's function needs no EXECUTE to fire).
+        ELSE (SELECT format(CASE WHEN revoked
+                                 THEN 'EXECUTE on function %s was revoked from the restricted role'
+                                 ELSE 'function %s is not the one migrate created' END,
+                            f.oid::regprocedure)
+              FROM pg_proc f,
+                   LATERAL (SELECT f.proname <> ALL (ARRAY['begin_request', 'enforce_ownership'])
+                                   AND NOT has_function_privilege(f.oid, 'EXECUTE') AS revoked) r
+              WHERE f.oid = ANY ({functions}) AND f.xmin <> {MIGRATE_TRANSACTION}
+              ORDER BY revoked DESC, f.proname
+              LIMIT 1)
     END
     INTO problem
     FROM pg_class c
     WHERE c.oid = {table};
+    IF problem IS NULL THEN
+        RETURN;
+    END IF;
     RAISE EXCEPTION '%', problem
         USING ERRCODE = '{GUARD_SQLSTATE}',
               HINT = 'Run litellm-memory-patch doctor, then litellm-memory-patch migrate.';
@@ -342,7 +401,14 @@ def create_policy_sql(policy: Policy, table: str) -> str:
     return f"CREATE POLICY {policy.name} ON {table} FOR {policy.command} TO {APP_ROLE}{clauses};"
 
 
+def _do(body: str) -> str:
+    tag = dollar_tag(body)
+    return f"DO {tag}{body}{tag};"
+
+
 def _create_function_sql(function: Function) -> str:
+    """The function as defined, owned by the role migrating and executable by exactly the roles
+    meant to run it: CREATE OR REPLACE keeps an owner and grants someone changed by hand."""
     volatility = {"i": "IMMUTABLE", "s": "STABLE", "v": "VOLATILE"}[function.volatility]
     definer = " SECURITY DEFINER" if function.security_definer else ""
     tag = dollar_tag(function.body)
@@ -350,17 +416,71 @@ def _create_function_sql(function: Function) -> str:
         f"\n    SET {setting.split('=', 1)[0]} = {setting.split('=', 1)[1]}"
         for setting in function.config
     )
-    statement = (
+    create = (
         f"CREATE OR REPLACE FUNCTION {function.signature} RETURNS {function.returns}"
         f"\n    LANGUAGE {function.language} {volatility}{definer}{config}"
-        f"\n    AS {tag}{function.body}{tag};"
+        f"\n    AS {tag}{function.body}{tag}"
     )
+    if MIGRATE_TRANSACTION in function.body:
+        # This transaction's id, known only when it runs, goes in where the body stands for it.
+        create = _do(
+            f"\nBEGIN\n    EXECUTE pg_catalog.replace({quote_literal(create)}, {quote_literal(MIGRATE_TRANSACTION)},"
+            f"\n        pg_catalog.quote_literal(pg_catalog.pg_current_xact_id()::pg_catalog.xid::pg_catalog.text)"
+            f" OPERATOR(pg_catalog.||) '::pg_catalog.xid');\nEND\n"
+        )
+    else:
+        create += ";"
+    statement = f"{create}\nALTER FUNCTION {function.signature} OWNER TO CURRENT_USER;"
     if function.execute_revoked_from_public:
         statement += (
             f"\nREVOKE ALL ON FUNCTION {function.signature} FROM PUBLIC;"
             f"\nGRANT EXECUTE ON FUNCTION {function.signature} TO {APP_ROLE};"
         )
+    else:
+        statement += f"\nGRANT EXECUTE ON FUNCTION {function.signature} TO PUBLIC;"
     return statement
+
+
+def _drop_other_overloads(functions: tuple[Function, ...]) -> str:
+    # Another function of one of these names makes every call to it ambiguous (an error), or
+    # may be picked instead of it.
+    names = ", ".join(quote_literal(function.name) for function in functions)
+    keep = ", ".join(quote_literal(f"{function.name}({function.arguments})") for function in functions)
+    return _do(f"""
+DECLARE
+    overload regprocedure;
+BEGIN
+    FOR overload IN
+        SELECT f.oid FROM pg_proc f
+        WHERE f.pronamespace = {quote_literal(PATCH_SCHEMA)}::regnamespace AND f.proname = ANY (ARRAY[{names}])
+          AND f.proname || '(' || pg_get_function_identity_arguments(f.oid) || ')' <> ALL (ARRAY[{keep}])
+    LOOP
+        EXECUTE format('DROP FUNCTION %s', overload);
+    END LOOP;
+END
+""")
+
+
+def _drop_what_else_acts_on_writes(names: dict) -> str:
+    # Permissive policies add up: one this version does not define may only widen access. A
+    # rule, or another trigger firing before a write, may change what a write does after the
+    # policies allowed it (the protection's own policies and trigger are created again below).
+    table = names["table_regclass"]
+    return _do(f"""
+DECLARE
+    object name;
+BEGIN
+    FOR object IN SELECT polname FROM pg_policy WHERE polrelid = {table} LOOP
+        EXECUTE format('DROP POLICY %I ON %s', object, {table});
+    END LOOP;
+    FOR object IN SELECT rulename FROM pg_rewrite WHERE ev_class = {table} LOOP
+        EXECUTE format('DROP RULE %I ON %s', object, {table});
+    END LOOP;
+    FOR object IN SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = {table} AND {OTHER_TRIGGER_FIRES_FIRST} LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', object, {table});
+    END LOOP;
+END
+""")
 
 
 _REVOKE_MEMBERSHIPS = f"""DO $revoke$
@@ -374,37 +494,30 @@ END
 $revoke$;"""
 
 
-def _drop_every_policy(names: dict) -> str:
-    # Permissive policies add up: one this version does not define may only widen access.
-    body = f"""
-DECLARE
-    policy name;
-BEGIN
-    FOR policy IN SELECT polname FROM pg_policy WHERE polrelid = {names['table_regclass']} LOOP
-        EXECUTE format('DROP POLICY %I ON %s', policy, {names['table_regclass']});
-    END LOOP;
-END
-"""
-    tag = dollar_tag(body)
-    return f"DO {tag}{body}{tag};"
-
-
 def upgrade_sql(schema: str, *, revision: str) -> str:
     """(Re)create every object in one go, as ``revision`` defines them; run inside the
     migration's transaction.
 
-    The guard is written last but in the same transaction as the rest, which is what it checks.
+    The guard records that transaction's id, and checks at every request that each object is
+    still the row that transaction wrote.
     """
     names = _names(schema)
     table = names["table"]
+    defined = functions(schema, revision=revision)
     parts = [
         # Exactly these rights, and no role's rights besides its own.
+        f"REVOKE ALL ON {table} FROM PUBLIC;",
         f"REVOKE ALL ON {table} FROM {APP_ROLE};",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE};",
         _REVOKE_MEMBERSHIPS,
+        # The functions' owner is the schema's: the role migrating, which created it. A change
+        # of owner takes the previous owner's rights along: the role's USAGE is granted again.
+        f"ALTER SCHEMA {PATCH_SCHEMA} OWNER TO CURRENT_USER;",
+        f"GRANT USAGE ON SCHEMA {quote_ident(schema)}, {PATCH_SCHEMA} TO {APP_ROLE};",
+        _drop_other_overloads(defined),
     ]
-    parts += [_create_function_sql(function) for function in functions(schema, revision=revision)]
-    parts.append(_drop_every_policy(names))
+    parts += [_create_function_sql(function) for function in defined]
+    parts.append(_drop_what_else_acts_on_writes(names))
     parts += [f"DROP FUNCTION IF EXISTS {PATCH_SCHEMA}.{name}();" for name in RETIRED_FUNCTIONS]
     parts += [create_policy_sql(policy, table) for policy in policies()]
     parts += [
@@ -412,6 +525,8 @@ def upgrade_sql(schema: str, *, revision: str) -> str:
         f"CREATE TRIGGER {TRIGGER_NAME}"
         f"\n    BEFORE INSERT OR UPDATE ON {table}"
         f"\n    FOR EACH ROW EXECUTE FUNCTION {PATCH_SCHEMA}.enforce_ownership();",
+        # In every replication role: session_replication_role = replica must not switch it off.
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {TRIGGER_NAME};",
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY;",
     ]

@@ -25,6 +25,7 @@ CHECK_NAMES = [
     *(f"policy {policy.name}" for policy in enforcement.policies()),
     *(f"function {function.name}()" for function in enforcement.functions("public", revision=migrator.head_revision())),
     f"trigger {enforcement.TRIGGER_NAME}",
+    "rules and triggers",
     "restricted role",
     "restricted role memberships",
     "role switch",

@@ -15,6 +15,7 @@ from litellm_memory_patch import doctor, migrator
 from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA
 from litellm_memory_patch.migrations import enforcement
 from test_cli import run_cli
+from test_request_guard import CHANGES
 
 TABLE = '"LiteLLM_MemoryTable"'
 SELECT_POLICY = enforcement.policies()[0]
@@ -68,6 +69,30 @@ SABOTAGE = {
         f"ALTER ROLE {APP_ROLE} BYPASSRLS", "restricted role", f"ALTER ROLE {APP_ROLE} NOBYPASSRLS",
     ),
     "extra grant": (f"GRANT TRUNCATE ON {TABLE} TO {APP_ROLE}", "table grants", MIGRATE),
+    "PUBLIC may read the table": (f"GRANT SELECT ON {TABLE} TO PUBLIC", "table grants", MIGRATE),
+    # CREATE OR REPLACE keeps an owner: migrate must write it.
+    "function changed hands": (
+        "DO $$BEGIN CREATE ROLE litellm_memory_someone_else; EXCEPTION WHEN duplicate_object THEN"
+        f" NULL; END$$; ALTER FUNCTION {PATCH_SCHEMA}.session_is_team_admin()"
+        " OWNER TO litellm_memory_someone_else",
+        "function session_is_team_admin()", MIGRATE,
+    ),
+    "schema made over to the restricted role": (
+        f"ALTER SCHEMA {PATCH_SCHEMA} OWNER TO {APP_ROLE}", "restricted role memberships", MIGRATE,
+    ),
+    "trigger enabled for the origin role only": (
+        CHANGES["trigger enabled for the origin role only"][0],
+        f"trigger {enforcement.TRIGGER_NAME}", MIGRATE,
+    ),
+    "a rule": (CHANGES["a rule"][0], "rules and triggers", MIGRATE),
+    "a trigger before inserts": (CHANGES["a trigger before inserts"][0], "rules and triggers", MIGRATE),
+    "an overload of begin_request": (
+        CHANGES["an overload of begin_request"][0], "function begin_request()", MIGRATE,
+    ),
+    "EXECUTE revoked": (CHANGES["EXECUTE revoked"][0], "function session_team_id()", MIGRATE),
+    "restored in one transaction": (
+        CHANGES["restored in one transaction"][0], "policy litellm_memory_select", MIGRATE,
+    ),
 }
 
 
@@ -87,11 +112,17 @@ def test_a_fresh_migration_passes_every_check(migrated_db):
 def test_doctor_names_each_weakening_and_passes_after_the_repair(migrated_db, case):
     statement, check, repair = SABOTAGE[case]
     with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
-        conn.execute(statement)
+        if callable(statement):
+            statement(migrated_db)
+        else:
+            conn.execute(statement)
         failed = failing(doctor.run_checks(migrated_db))
         assert check in failed, failed
-        # The failure says how to repair it.
-        assert (MIGRATE in failed[check]) if repair == MIGRATE else ("repair" in failed[check])
+        # The failure says how to repair it: migrate, or what does where migrate cannot.
+        if repair == MIGRATE:
+            assert "repair: litellm-memory-patch migrate" in failed[check]
+        else:
+            assert "repair" in failed[check] and "litellm-memory-patch migrate" not in failed[check]
         if repair == MIGRATE:
             migrator.upgrade(migrated_db)
         else:
@@ -99,6 +130,33 @@ def test_doctor_names_each_weakening_and_passes_after_the_repair(migrated_db, ca
             if case == "made the table's owner":
                 migrator.upgrade(migrated_db)  # the grants the ownership change took along
     assert failing(doctor.run_checks(migrated_db)) == {}
+
+
+def test_an_after_trigger_is_named_in_a_warning(migrated_db):
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RETURN NULL; END$$;"
+            f" CREATE TRIGGER audit_writes AFTER INSERT OR UPDATE ON {TABLE}"
+            " FOR EACH ROW EXECUTE FUNCTION public.audit()"
+        )
+    checks = {check.name: check for check in doctor.run_checks(migrated_db)}
+    assert checks["after triggers"].status == doctor.WARN
+    assert "audit_writes" in checks["after triggers"].detail
+    assert checks["rules and triggers"].status == doctor.OK
+    assert failing(list(checks.values())) == {}
+
+
+def test_a_rule_dropped_leaves_a_warning_until_the_table_is_vacuumed(migrated_db):
+    """relhasrules outlives the last rule: requests are served, through the slower path."""
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(SABOTAGE["a rule"][0])
+        migrator.upgrade(migrated_db)
+        checks = {check.name: check for check in doctor.run_checks(migrated_db)}
+        assert checks["rules flag"].status == doctor.WARN and "VACUUM" in checks["rules flag"].detail
+        assert failing(list(checks.values())) == {}
+        conn.execute(f"VACUUM {TABLE}")
+    assert "rules flag" not in {check.name for check in doctor.run_checks(migrated_db)}
 
 
 def test_json_carries_the_per_object_results(migrated_db):

@@ -100,7 +100,8 @@ def test_upgrade_then_downgrade_restores_the_stock_table(litellm_db):
         "litellm_memory_select",
         "litellm_memory_update",
     ]
-    assert migrated["triggers"] == [("litellm_memory_enforce_ownership", "O")]
+    # Enabled always: in every replication role.
+    assert migrated["triggers"] == [("litellm_memory_enforce_ownership", "A")]
     # Nothing LiteLLM's Prisma schema names changes: no column, index or constraint.
     for name in ("columns", "indexes", "constraints"):
         assert migrated[name] == stock[name]
@@ -174,6 +175,25 @@ def test_schema_named_in_the_url(server_url):
 
     migrator.downgrade(target)
     assert catalog_state(target.conninfo, table) == stock
+
+
+def test_the_ownership_trigger_fires_in_replica_mode_too(migrated_db):
+    """session_replication_role = replica, set for the database, switches off every trigger
+    enabled for the origin role only; the ownership trigger still stamps an insert."""
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET session_replication_role = replica").format(
+                sql.Identifier(conn.info.dbname)
+            )
+        )
+    with psycopg.connect(migrated_db.conninfo, autocommit=True) as conn:
+        assert conn.execute("SHOW session_replication_role").fetchone()[0] == "replica"
+        with as_caller(conn, team="a", user="u"):
+            insert_row(conn, "unstamped")  # no team, no user: the trigger fills them in
+            stamped = conn.execute(
+                f"SELECT team_id, user_id FROM {TABLE} WHERE memory_id = 'unstamped'"
+            ).fetchone()
+    assert stamped == ("a", "u")
 
 
 def test_superuser_login_role_is_bound_after_switching(migrated_db):

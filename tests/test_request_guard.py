@@ -9,18 +9,45 @@ the message failed half-way.
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 from psycopg import sql
 
 from identity_auth import api_key
-from litellm_memory_patch import migrator
-from litellm_memory_patch.config import PATCH_SCHEMA
+from litellm_memory_patch import doctor, migrator
+from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA
 from litellm_memory_patch.migrations import enforcement
 from litellm_memory_patch.scope import CallerScope
+from litellm_memory_patch.store import visibility
 
 TABLE = '"LiteLLM_MemoryTable"'
 CALLER = api_key(team="team-a", user="user-1")
+
+
+def restore_in_one_transaction(target) -> None:
+    """What restoring a dump with ``psql -1`` does to the protection: every object written
+    again by one transaction, here from a copy whose select policy lets every row through."""
+    with psycopg.connect(target.conninfo) as conn:  # one transaction, committed at the end
+        for (definition,) in conn.execute(
+            "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = %s::regnamespace",
+            (PATCH_SCHEMA,),
+        ).fetchall():
+            conn.execute(definition)
+        for policy in enforcement.policies():
+            conn.execute(f"DROP POLICY {policy.name} ON {TABLE}")
+            if policy.command == "SELECT":
+                policy = dataclasses.replace(policy, using="true")
+            conn.execute(enforcement.create_policy_sql(policy, TABLE))
+        (trigger,) = conn.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = %s",
+            (enforcement.TRIGGER_NAME,),
+        ).fetchone()
+        conn.execute(f"DROP TRIGGER {enforcement.TRIGGER_NAME} ON {TABLE}")
+        conn.execute(trigger)
+        conn.execute(f"ALTER TABLE {TABLE} ENABLE ALWAYS TRIGGER {enforcement.TRIGGER_NAME}")
+
 
 # change -> what the 503 names
 CHANGES = {
@@ -44,10 +71,43 @@ CHANGES = {
     "role bypasses row-level security": (
         "ALTER ROLE litellm_memory_app BYPASSRLS", "not bound by row-level security",
     ),
+    # Replica mode would switch off a trigger enabled for the origin role only.
+    "trigger enabled for the origin role only": (
+        f"ALTER TABLE {TABLE} ENABLE TRIGGER {enforcement.TRIGGER_NAME}", "every replication role",
+    ),
+    # INSERT ... ON CONFLICT refuses a table with rules: every write answered 500.
+    "a rule": (
+        f"CREATE RULE notify_update AS ON UPDATE TO {TABLE} DO ALSO NOTIFY memory_changed",
+        "rule (notify_update)",
+    ),
+    # Runs with its owner's rights after the policies let the insert through.
+    "a trigger before inserts": (
+        "CREATE FUNCTION public.overwrite() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS"
+        f" $$BEGIN UPDATE {TABLE} SET value = 'OVERWRITTEN' WHERE key = NEW.key; RETURN NEW; END$$;"
+        f" CREATE TRIGGER overwrite BEFORE INSERT ON {TABLE}"
+        " FOR EACH ROW EXECUTE FUNCTION public.overwrite()",
+        "trigger overwrite",
+    ),
+    # The request's start cannot even be called: the call is ambiguous.
+    "an overload of begin_request": (
+        f"CREATE FUNCTION {PATCH_SCHEMA}.begin_request(revision text, team_id text, user_id text,"
+        " user_role text, statement_timeout text, extra text DEFAULT '') RETURNS void"
+        " LANGUAGE sql AS ''",
+        "begin_request",
+    ),
+    "EXECUTE revoked": (
+        f"REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {PATCH_SCHEMA} FROM PUBLIC",
+        "EXECUTE on function litellm_memory_patch.session_",
+    ),
+    # Every object written by one transaction, but not the one migrate recorded in the guard.
+    "restored in one transaction": (restore_in_one_transaction, "a restore from a dump"),
 }
 
 
-def _apply(target, change: str) -> None:
+def _apply(target, change) -> None:
+    if callable(change):
+        change(target)
+        return
     if change.startswith("0"):
         migrator.downgrade(target, revision=change)
         return
@@ -129,3 +189,54 @@ def test_the_request_resolves_names_in_pg_catalog_only(proxy):
             return row
 
     assert proxy.call(path) == {"path": "pg_catalog, pg_temp", "role": "litellm_memory_app"}
+
+
+def test_row_security_off_in_the_database_changes_no_answer(proxy, monkeypatch):
+    """row_security = off makes a query that a policy would filter fail instead: the guard
+    turns it on for the request's transaction, as the protection means it."""
+    with psycopg.connect(proxy.database.conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET row_security = off").format(sql.Identifier(conn.info.dbname))
+        )
+    # New connections only take the database's settings.
+    proxy.close_store()
+    proxy.install(proxy.database, monkeypatch)
+
+    created = proxy.request("POST", "/v1/memory", key=CALLER, json={"key": "k", "value": "v"})
+    assert created.status_code == 200, created.text
+    answer = proxy.request("GET", "/v1/memory/k", key=CALLER)
+    assert answer.status_code == 200 and answer.json()["value"] == "v"
+    other_team = api_key(team="team-b", user="user-1")
+    assert proxy.request("GET", "/v1/memory/k", key=other_team).status_code == 404
+    assert [c for c in doctor.run_checks(proxy.database) if c.status == doctor.FAIL] == []
+
+
+def test_a_role_change_committed_mid_request_reaches_the_rest_of_it_but_not_past_the_filter(proxy):
+    """The guard checks once, at the request's start. A role change committed after that takes
+    no lock on the table, so the request's later statements run under it; the handlers' own
+    filter is what still holds them."""
+    with psycopg.connect(proxy.database.conninfo, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {TABLE} (memory_id, key, value, team_id, user_id)"
+            " VALUES ('a', 'team-a-secret', 'v', 'team-a', 'user-1')"
+        )
+    store = proxy.app.state.litellm_memory_store
+    scope = CallerScope("team-b", "user-1", None)
+
+    async def request():
+        async with store.transaction(scope) as tx:
+            before = await tx.find("team-a-secret", where=sql.SQL("TRUE"))
+            with psycopg.connect(proxy.database.conninfo, autocommit=True) as other:
+                other.execute(f"ALTER ROLE {APP_ROLE} BYPASSRLS")
+            forged = await tx.find("team-a-secret", where=sql.SQL("TRUE"))
+            filtered = await tx.find("team-a-secret", where=visibility(scope), last=True)
+            return before, forged, filtered
+
+    try:
+        before, forged, filtered = proxy.call(request)
+    finally:
+        with psycopg.connect(proxy.database.conninfo, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {APP_ROLE} NOBYPASSRLS")
+    assert before is None  # the database alone held the statement before the change
+    assert forged is not None and forged.team_id == "team-a"  # and not after it
+    assert filtered is None
