@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 from litellm.types.memory_management import (
@@ -48,6 +48,9 @@ TAGS = ["memory management"]
 
 # PostgreSQL's btree index on key holds entries up to about 2.7 kB; refuse long keys up front.
 MAX_KEY_BYTES = 1024
+# Python's JSON, pydantic and psycopg each recurse once per level of nesting and give up
+# somewhere between 250 and 1000 levels; refuse deep metadata well before any of them.
+MAX_METADATA_DEPTH = 64
 
 EMPTY_KEY = "The memory key must not be empty."
 KEY_TOO_LONG = f"The memory key must be at most {MAX_KEY_BYTES} bytes."
@@ -56,6 +59,9 @@ LONE_SURROGATE = (
     "The {field} must be valid Unicode text: it contains a lone surrogate (\\ud800-\\udfff)."
 )
 NOT_FINITE = "The metadata must not contain NaN, Infinity or numbers out of range of a double."
+METADATA_TOO_DEEP = (
+    f"The metadata must not nest objects and arrays more than {MAX_METADATA_DEPTH} levels deep."
+)
 TOO_LARGE = "The {field} is larger than the limit of {limit} bytes."
 NOTHING_TO_UPDATE = "Request body must include at least one of: value, metadata."
 CREATE_NEEDS_VALUE = "Cannot create a new memory via PUT without a 'value'."
@@ -119,8 +125,9 @@ def _check_key(key: str) -> None:
         raise HTTPException(status_code=400, detail=KEY_TOO_LONG)
 
 
-def _metadata_problem(value: Any) -> str | None:
-    """What PostgreSQL's jsonb would refuse in ``value``, which Python's JSON accepts."""
+def _metadata_problem(value: Any, depth: int = 0) -> str | None:
+    """What PostgreSQL's jsonb would refuse in ``value``, which Python's JSON accepts, and
+    nesting deeper than the limit; ``depth`` counts the objects and arrays around ``value``."""
     if isinstance(value, str):
         return _text_problem("metadata", value)
     if isinstance(value, float):
@@ -131,7 +138,9 @@ def _metadata_problem(value: Any) -> str | None:
         items = value
     else:
         return None
-    return next(filter(None, map(_metadata_problem, items)), None)
+    if depth == MAX_METADATA_DEPTH:
+        return METADATA_TOO_DEEP
+    return next(filter(None, (_metadata_problem(item, depth + 1) for item in items)), None)
 
 
 def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners: tuple) -> None:
@@ -176,8 +185,29 @@ async def refusals_as_http() -> AsyncIterator[None]:
         raise HTTPException(status_code=400, detail=BEYOND_LIMITS) from None
 
 
-def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
-    return LiteLLM_MemoryRow.model_validate(record, from_attributes=True)
+def _json_object(fields: dict[str, Any], stored: dict[str, str]) -> str:
+    """``fields`` as a JSON object, those named in ``stored`` written as the JSON text given."""
+    return "{%s}" % ",".join(
+        f"{_json(name)}:{stored[name] if name in stored else _json(value)}"
+        for name, value in fields.items()
+    )
+
+
+def _json(value: Any) -> str:
+    # As FastAPI's JSONResponse writes its content.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _row_json(record: MemoryRecord) -> str:
+    """A row as LiteLLM's model answers it. Its metadata is the JSON text PostgreSQL stores,
+    written as it is and never parsed: rows written by LiteLLM's own handlers or by SQL know no
+    depth limit, and no stored row may make an answer fail."""
+    fields = LiteLLM_MemoryRow.model_validate(record, from_attributes=True).model_dump(mode="json")
+    return _json_object(fields, {"metadata": record.metadata_json or "null"})
+
+
+def _answer(record: MemoryRecord) -> Response:
+    return Response(_row_json(record), media_type="application/json")
 
 
 async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
@@ -258,7 +288,9 @@ async def list_memory(
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
-    return MemoryListResponse(memories=[_answer(row) for row in rows], total=total)
+    fields = MemoryListResponse(memories=[], total=total).model_dump(mode="json")
+    memories = "[%s]" % ",".join(map(_row_json, rows))
+    return Response(_json_object(fields, {"memories": memories}), media_type="application/json")
 
 
 @router.get("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)

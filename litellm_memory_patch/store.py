@@ -105,7 +105,9 @@ class MemoryRecord:
     memory_id: str
     key: str
     value: str
-    metadata: Any
+    # The stored JSON as PostgreSQL prints it (None: SQL NULL); parsed by nobody, so any depth
+    # of stored JSON reads back.
+    metadata_json: str | None
     user_id: str | None
     team_id: str | None
     created_at: datetime | None
@@ -156,7 +158,8 @@ def visibility(scope: CallerScope) -> sql.Composable:
 
 
 _COLUMNS = sql.SQL(
-    "memory_id, key, value, metadata, user_id, team_id, created_at, created_by, updated_at, updated_by"
+    "memory_id, key, value, metadata::text AS metadata_json, user_id, team_id, created_at, created_by,"
+    " updated_at, updated_by"
 )
 # UTC at millisecond precision, as Prisma stores its timestamps.
 _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
