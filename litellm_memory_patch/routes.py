@@ -70,6 +70,10 @@ NOT_CONFIGURED = (
     "for the proxy and restart it."
 )
 REFUSED_BY_DATABASE = "The database refused this change to the memory entry."
+IDENTITY_NOT_STORABLE = (
+    "This key's {field} cannot be stored by the memory store: it contains NUL (\\u0000) or a lone"
+    " surrogate, which PostgreSQL cannot hold. Use a key whose {field} is plain text."
+)
 
 
 def not_found(key: str) -> HTTPException:
@@ -160,7 +164,12 @@ def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners:
 
 
 def caller_scope(user_api_key_dict=Depends(user_api_key_auth)) -> CallerScope:
-    return CallerScope.from_auth(user_api_key_dict)
+    scope = CallerScope.from_auth(user_api_key_dict)
+    # The identity goes to the database with every request, in its settings and its rows.
+    for field, text in (("team_id", scope.team_id), ("user_id", scope.user_id), ("user_role", scope.role)):
+        if text is not None and _text_problem(field, text):
+            raise HTTPException(status_code=400, detail=IDENTITY_NOT_STORABLE.format(field=field))
+    return scope
 
 
 def memory_store(request: Request) -> MemoryStore:
