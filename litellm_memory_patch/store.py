@@ -67,6 +67,10 @@ BEYOND_LIMITS = (
     "or the metadata (or, for a key whose team or user id is this long, use another key)."
 )
 UNAVAILABLE = "The memory store's database is unavailable; retry shortly."
+READ_ONLY = (
+    "The memory store's database is read-only (a standby, or default_transaction_read_only is"
+    " on): reads keep working, writes are refused until the proxy's database accepts writes again."
+)
 TIMED_OUT = "The memory store's database did not answer in time; retry shortly."
 
 
@@ -414,6 +418,9 @@ class MemoryStore:
             # functions are gone: not migrated here, or not for this version.
             logger.error("memory store not migrated: %s", exc.diag.message_primary)
             return StoreUnavailable(NOT_MIGRATED)
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            logger.warning("memory store read-only: %s", exc.diag.message_primary)
+            return StoreUnavailable(READ_ONLY)
         if isinstance(exc, errors.ProgramLimitExceeded):
             # Too long for an index entry or a setting: retrying cannot help.
             return BeyondLimits()
