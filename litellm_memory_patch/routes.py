@@ -166,7 +166,8 @@ def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners:
 def caller_scope(user_api_key_dict=Depends(user_api_key_auth)) -> CallerScope:
     scope = CallerScope.from_auth(user_api_key_dict)
     # The identity goes to the database with every request, in its settings and its rows.
-    for field, text in (("team_id", scope.team_id), ("user_id", scope.user_id), ("user_role", scope.role)):
+    identity = (("team_id", scope.team_id), ("user_id", scope.user_id), ("user_role", scope.role))
+    for field, text in identity:
         if text is not None and _text_problem(field, text):
             raise HTTPException(status_code=400, detail=IDENTITY_NOT_STORABLE.format(field=field))
     return scope

@@ -162,8 +162,8 @@ def visibility(scope: CallerScope) -> sql.Composable:
 
 
 _COLUMNS = sql.SQL(
-    "memory_id, key, value, metadata::text AS metadata_json, user_id, team_id, created_at, created_by,"
-    " updated_at, updated_by"
+    "memory_id, key, value, metadata::text AS metadata_json, user_id, team_id,"
+    " created_at, created_by, updated_at, updated_by"
 )
 # UTC at millisecond precision, as Prisma stores its timestamps.
 _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
