@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
@@ -195,29 +196,21 @@ async def refusals_as_http() -> AsyncIterator[None]:
         raise HTTPException(status_code=400, detail=BEYOND_LIMITS) from None
 
 
-def _json_object(fields: dict[str, Any], stored: dict[str, str]) -> str:
-    """``fields`` as a JSON object, those named in ``stored`` written as the JSON text given."""
-    return "{%s}" % ",".join(
-        f"{_json(name)}:{stored[name] if name in stored else _json(value)}"
-        for name, value in fields.items()
-    )
-
-
-def _json(value: Any) -> str:
-    # As FastAPI's JSONResponse writes its content.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def _row_json(record: MemoryRecord) -> str:
+def _row(record: MemoryRecord) -> dict[str, Any]:
     """A row as LiteLLM's model answers it. Its metadata is the JSON text PostgreSQL stores,
-    written as it is and never parsed: rows written by LiteLLM's own handlers or by SQL know no
-    depth limit, and no stored row may make an answer fail."""
+    written into the answer as it is and never parsed: rows written by LiteLLM's own handlers or
+    by SQL know no depth limit, and no stored row may make an answer fail."""
     fields = LiteLLM_MemoryRow.model_validate(record, from_attributes=True).model_dump(mode="json")
-    return _json_object(fields, {"metadata": record.metadata_json or "null"})
+    fields["metadata"] = orjson.Fragment(record.metadata_json or "null")
+    return fields
+
+
+def _json_answer(content: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
 def _answer(record: MemoryRecord) -> Response:
-    return Response(_row_json(record), media_type="application/json")
+    return _json_answer(_row(record))
 
 
 async def _may_write(tx: MemoryTransaction, scope: CallerScope, row: MemoryRecord) -> bool:
@@ -299,8 +292,8 @@ async def list_memory(
                 limit=page_size,
             )
     fields = MemoryListResponse(memories=[], total=total).model_dump(mode="json")
-    memories = "[%s]" % ",".join(map(_row_json, rows))
-    return Response(_json_object(fields, {"memories": memories}), media_type="application/json")
+    fields["memories"] = [_row(row) for row in rows]
+    return _json_answer(fields)
 
 
 @router.get("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)
