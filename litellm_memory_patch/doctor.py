@@ -49,6 +49,11 @@ TABLE_PRIVILEGES = ["DELETE", "INSERT", "SELECT", "UPDATE"]
 TRIGGER_TYPE = 1 | 2 | 4 | 16
 # The canary gives up instead of hanging the doctor behind a lock or a widened policy.
 CANARY_TIMEOUT = "10s"
+DATABASE_READ_ONLY = (
+    "read-only ({reason}): the memory routes serve reads and answer 503 to writes, and the"
+    " policies and the canary cannot be checked; point the proxy and doctor at a database that"
+    " accepts writes"
+)
 # A scratch copy of the table's columns that the expected policies are created on.
 EXPECTED_TABLE = "pg_temp.litellm_memory_doctor_expected"
 
@@ -519,6 +524,15 @@ def _canary(conn: psycopg.Connection, schema: str, repair: str) -> Check:
     )
 
 
+def _read_only_reason(cur: psycopg.Cursor) -> str | None:
+    """Why this connection's transactions cannot write, if they cannot."""
+    cur.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'")
+    in_recovery, read_only = cur.fetchone()
+    if in_recovery:
+        return "a standby in recovery"
+    return "default_transaction_read_only is on" if read_only else None
+
+
 def _revision_check(conn: psycopg.Connection, schema: str) -> Check:
     # The version table is per database; the protection is for one schema of it.
     others = [name for name in migrator.migrated_schemas(conn) if name != schema]
@@ -549,7 +563,12 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
                     *_role_checks(cur, None),
                 ]
             checks = [Check("memory table", OK, table), _revision_check(conn, target.schema), _rls_check(cur, table)]
-            checks += _policy_checks(conn, table)
+            # Comparing the policies and the canary both write, in transactions rolled back.
+            read_only = _read_only_reason(cur)
+            if read_only:
+                checks.append(Check("database", FAIL, DATABASE_READ_ONLY.format(reason=read_only)))
+            else:
+                checks += _policy_checks(conn, table)
             checks += [_function_check(cur, function) for function in enforcement.functions(target.schema, revision=migrator.head_revision())]
             checks.append(_trigger_check(cur, table))
             checks += _rules_and_triggers_checks(cur, table)
@@ -558,7 +577,8 @@ def run_checks(target: DatabaseTarget, *, connect_timeout: int = 10) -> list[Che
             checks.append(columns_check(cur, table))
         repair = _repair_for_the_live_checks(checks)
         checks.append(_guard_check(conn, repair))
-        checks.append(_canary(conn, target.schema, repair))
+        if not read_only:
+            checks.append(_canary(conn, target.schema, repair))
     return checks
 
 

@@ -21,20 +21,25 @@ def litellm_migration_files() -> list[Path]:
 
 
 def apply_litellm_schema(conninfo: str, *, schema: str = "public") -> int:
-    """Create LiteLLM's tables in ``schema``; returns how many migrations were applied.
-
-    Each file runs on its own, outside an explicit transaction, as Prisma runs them: one of them
-    is a single ``CREATE INDEX CONCURRENTLY``.
-    """
+    """Create LiteLLM's tables in ``schema``; returns how many migrations were applied."""
     migrations = litellm_migration_files()
+    run_litellm_migrations(conninfo, [path.read_text() for path in migrations], schema=schema)
+    return len(migrations)
+
+
+def run_litellm_migrations(conninfo: str, scripts: list[str], *, schema: str = "public") -> None:
+    """Run LiteLLM's migration scripts in the order given, in ``schema``.
+
+    Each script runs on its own, outside an explicit transaction, as Prisma runs them: one of
+    them is a single ``CREATE INDEX CONCURRENTLY``.
+    """
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     with psycopg.connect(
         conninfo, autocommit=True, options=f"-c search_path={schema}"
     ) as conn:
-        for path in migrations:
-            conn.execute(path.read_text())
-    return len(migrations)
+        for script in scripts:
+            conn.execute(script)
 
 
 def start_server(folder: Path):

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from litellm.proxy.auth.user_api_key_auth import user_api_key_auth
 from litellm.types.memory_management import (
@@ -51,6 +52,9 @@ TAGS = ["memory management"]
 
 # PostgreSQL's btree index on key holds entries up to about 2.7 kB; refuse long keys up front.
 MAX_KEY_BYTES = 1024
+# Python's JSON, pydantic and psycopg each recurse once per level of nesting and give up
+# somewhere between 250 and 1000 levels; refuse deep metadata well before any of them.
+MAX_METADATA_DEPTH = 64
 
 EMPTY_KEY = "The memory key must not be empty."
 KEY_TOO_LONG = f"The memory key must be at most {MAX_KEY_BYTES} bytes."
@@ -59,6 +63,9 @@ LONE_SURROGATE = (
     "The {field} must be valid Unicode text: it contains a lone surrogate (\\ud800-\\udfff)."
 )
 NOT_FINITE = "The metadata must not contain NaN, Infinity or numbers out of range of a double."
+METADATA_TOO_DEEP = (
+    f"The metadata must not nest objects and arrays more than {MAX_METADATA_DEPTH} levels deep."
+)
 TOO_LARGE = "The {field} is larger than the limit of {limit} bytes."
 NOTHING_TO_UPDATE = "Request body must include at least one of: value, metadata."
 CREATE_NEEDS_VALUE = "Cannot create a new memory via PUT without a 'value'."
@@ -67,6 +74,10 @@ NOT_CONFIGURED = (
     "for the proxy and restart it."
 )
 REFUSED_BY_DATABASE = "The database refused this change to the memory entry."
+IDENTITY_NOT_STORABLE = (
+    "This key's {field} cannot be stored by the memory store: it contains NUL (\\u0000) or a lone"
+    " surrogate, which PostgreSQL cannot hold. Use a key whose {field} is plain text."
+)
 
 
 def not_found(key: str) -> HTTPException:
@@ -123,8 +134,9 @@ def _check_key(key: str) -> None:
         raise HTTPException(status_code=400, detail=KEY_TOO_LONG)
 
 
-def _metadata_problem(value: Any) -> str | None:
-    """What PostgreSQL's jsonb would refuse in ``value``, which Python's JSON accepts."""
+def _metadata_problem(value: Any, depth: int = 0) -> str | None:
+    """What PostgreSQL's jsonb would refuse in ``value``, which Python's JSON accepts, and
+    nesting deeper than the limit; ``depth`` counts the objects and arrays around ``value``."""
     if isinstance(value, str):
         return _text_problem("metadata", value)
     if isinstance(value, float):
@@ -135,7 +147,9 @@ def _metadata_problem(value: Any) -> str | None:
         items = value
     else:
         return None
-    return next(filter(None, map(_metadata_problem, items)), None)
+    if depth == MAX_METADATA_DEPTH:
+        return METADATA_TOO_DEEP
+    return next(filter(None, (_metadata_problem(item, depth + 1) for item in items)), None)
 
 
 def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners: tuple) -> None:
@@ -155,7 +169,13 @@ def _check_body(store: MemoryStore, *, value: str | None, metadata: Any, owners:
 
 
 def caller_scope(user_api_key_dict=Depends(user_api_key_auth)) -> CallerScope:
-    return CallerScope.from_auth(user_api_key_dict)
+    scope = CallerScope.from_auth(user_api_key_dict)
+    # The identity goes to the database with every request, in its settings and its rows.
+    identity = (("team_id", scope.team_id), ("user_id", scope.user_id), ("user_role", scope.role))
+    for field, text in identity:
+        if text is not None and _text_problem(field, text):
+            raise HTTPException(status_code=400, detail=IDENTITY_NOT_STORABLE.format(field=field))
+    return scope
 
 
 def memory_store(request: Request) -> MemoryStore:
@@ -180,8 +200,21 @@ async def refusals_as_http() -> AsyncIterator[None]:
         raise HTTPException(status_code=400, detail=BEYOND_LIMITS) from None
 
 
-def _answer(record: MemoryRecord) -> LiteLLM_MemoryRow:
-    return LiteLLM_MemoryRow.model_validate(record, from_attributes=True)
+def _row(record: MemoryRecord) -> dict[str, Any]:
+    """A row as LiteLLM's model answers it. Its metadata is the JSON text PostgreSQL stores,
+    written into the answer as it is and never parsed: rows written by LiteLLM's own handlers or
+    by SQL know no depth limit, and no stored row may make an answer fail."""
+    fields = LiteLLM_MemoryRow.model_validate(record, from_attributes=True).model_dump(mode="json")
+    fields["metadata"] = orjson.Fragment(record.metadata_json or "null")
+    return fields
+
+
+def _json_answer(content: dict[str, Any]) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+def _answer(record: MemoryRecord) -> Response:
+    return _json_answer(_row(record))
 
 
 # -- the routes ---------------------------------------------------------------------------
@@ -249,7 +282,9 @@ async def list_memory(
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
-    return MemoryListResponse(memories=[_answer(row) for row in rows], total=total)
+    fields = MemoryListResponse(memories=[], total=total).model_dump(mode="json")
+    fields["memories"] = [_row(row) for row in rows]
+    return _json_answer(fields)
 
 
 @router.get("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)

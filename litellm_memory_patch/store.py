@@ -96,6 +96,10 @@ PERMANENT_CONNECT_FAULTS = (
 )
 # A fault that repeats at every request or reconnection attempt is logged once per interval.
 LOG_INTERVAL_SECONDS = 60.0
+READ_ONLY = (
+    "The memory store's database is read-only (a standby, or default_transaction_read_only is"
+    " on): reads keep working, writes are refused until the proxy's database accepts writes again."
+)
 TIMED_OUT = "The memory store's database did not answer in time; retry shortly."
 
 
@@ -166,7 +170,9 @@ class MemoryRecord:
     memory_id: str
     key: str
     value: str
-    metadata: Any
+    # The stored JSON as PostgreSQL prints it (None: SQL NULL); parsed by nobody, so any depth
+    # of stored JSON reads back.
+    metadata_json: str | None
     user_id: str | None
     team_id: str | None
     created_at: datetime | None
@@ -246,7 +252,8 @@ def writable(scope: CallerScope) -> sql.Composable:
 
 
 _COLUMNS = sql.SQL(
-    "memory_id, key, value, metadata, user_id, team_id, created_at, created_by, updated_at, updated_by"
+    "memory_id, key, value, metadata::text AS metadata_json, user_id, team_id,"
+    " created_at, created_by, updated_at, updated_by"
 )
 # UTC at millisecond precision, as Prisma stores its timestamps.
 _NOW = sql.SQL("(statement_timestamp() AT TIME ZONE 'UTC')::timestamp(3)")
@@ -629,6 +636,9 @@ class MemoryStore:
             # functions are gone: not migrated here, or not for this version.
             logger.error("memory store not migrated: %s", exc.diag.message_primary)
             return StoreUnavailable(NOT_MIGRATED)
+        if isinstance(exc, errors.ReadOnlySqlTransaction):
+            logger.warning("memory store read-only: %s", exc.diag.message_primary)
+            return StoreUnavailable(READ_ONLY)
         if isinstance(exc, errors.ProgramLimitExceeded):
             # Too long for an index entry or a setting: retrying cannot help.
             return BeyondLimits()

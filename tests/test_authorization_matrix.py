@@ -15,6 +15,7 @@ that each layer is shown to hold on its own:
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -385,7 +386,8 @@ async def _store_call(store, caller: Caller, request: Request):
 
 
 def _record_fields(record) -> tuple:
-    return (record.memory_id, record.key, record.value, record.metadata, record.team_id, record.user_id)
+    metadata = json.loads(record.metadata_json or "null")  # the store hands over the stored text
+    return (record.memory_id, record.key, record.value, metadata, record.team_id, record.user_id)
 
 
 def _store_expected(caller: Caller, request: Request, outcome) -> tuple:

@@ -26,6 +26,7 @@ from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from identity_auth import api_key
+from litellm_memory_patch.routes import IDENTITY_NOT_STORABLE
 
 EXAMPLES_PER_MODE = 40
 OPERATIONS = [
@@ -175,3 +176,20 @@ def test_an_overlong_identity_from_auth_is_a_4xx_not_an_outage(proxy, field):
     ):
         answer = proxy.request(method, path, key=key, json=body)
         assert answer.status_code != 503 and answer.status_code < 500, (method, path, answer.text)
+
+
+@pytest.mark.parametrize("field", ["team", "user"])
+def test_an_identity_with_nul_from_auth_is_a_400_naming_the_key(proxy, field):
+    key = api_key(**{"team": "team-a", "user": "user-1", field: "a%00b"})
+    for method, path, body in (
+        ("POST", "/v1/memory", {"key": "k", "value": "v"}),
+        ("PUT", "/v1/memory/k", {"value": "v"}),
+        ("GET", "/v1/memory/k", None),
+        ("GET", "/v1/memory", None),
+        ("DELETE", "/v1/memory/k", None),
+    ):
+        answer = proxy.request(method, path, key=key, json=body)
+        detail = IDENTITY_NOT_STORABLE.format(field=f"{field}_id")
+        assert (answer.status_code, answer.json()["detail"]) == (400, detail), (method, path, answer.text)
+    admin = api_key(user="admin", role="proxy_admin")
+    assert proxy.request("GET", "/v1/memory", key=admin).json()["total"] == 0
