@@ -17,6 +17,16 @@ from urllib.parse import quote
 
 # A test server: its data may be lost in a crash.
 FAST_UNSAFE = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+# A run writes a few GB of short-lived database copies, and a disk shared with other work makes
+# writing and removing them the slowest part of it: they go to memory when it has the room.
+SHARED_MEMORY = Path("/dev/shm")
+ROOM_IN_MEMORY = 6 * 2**30
+
+
+def _parent_folder() -> Path | None:
+    if SHARED_MEMORY.is_dir() and shutil.disk_usage(SHARED_MEMORY).free > ROOM_IN_MEMORY:
+        return SHARED_MEMORY
+    return None  # the system's temporary folder
 
 
 class Cluster:
@@ -24,7 +34,7 @@ class Cluster:
 
     def __init__(self, binaries: Path) -> None:
         self.binaries = binaries
-        self.folder = Path(tempfile.mkdtemp(prefix="litellm-memory-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="litellm-memory-pg-", dir=_parent_folder()))
         self._as_owner = []
         if os.geteuid() == 0:
             owner = pwd.getpwnam("nobody")
