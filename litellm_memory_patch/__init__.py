@@ -1,8 +1,9 @@
 """litellm-memory-patch: confine LiteLLM's /v1/memory store to the caller's team.
 
 Activate it in a running proxy with ``LITELLM_WORKER_STARTUP_HOOKS=litellm_memory_patch:install``,
-or call ``await litellm_memory_patch.install(app)`` from a custom server's startup. The database
-side is ``litellm-memory-patch migrate``.
+or from config.yaml with the callback of ``litellm_memory_patch.config_hook``, or call
+``await litellm_memory_patch.install(app)`` from a custom server's startup. The database side is
+``litellm-memory-patch migrate``.
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """Drop-in activation: swap the proxy's stock /v1/memory routes for the patched ones.
 
 LiteLLM calls :func:`install_patch` (through ``litellm_memory_patch.install``) from every worker's
-startup when ``LITELLM_WORKER_STARTUP_HOOKS=litellm_memory_patch:install`` is set. It replaces all
+startup when ``LITELLM_WORKER_STARTUP_HOOKS=litellm_memory_patch:install`` is set, or
+:func:`install_during_startup` runs it when config.yaml names the patch's callback
+(``litellm_memory_patch.config_hook``). It replaces all
 five stock routes, opens the connection pool on the running event loop, checks the database
 and says in one log line whether the patch is serving. A database that is missing, unreachable
 or not migrated never stops the proxy: the memory routes answer 503 until it is fixed.
@@ -9,6 +11,7 @@ or not migrated never stops the proxy: the memory routes answer 503 until it is 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import weakref
@@ -152,3 +155,35 @@ async def install_patch(app: FastAPI | None = None) -> MemoryStore | None:
         )
     await unknowns.warn_about_unknowns(app, None if problem else settings)
     return store
+
+
+def _report_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error(
+            "litellm-memory-patch %s NOT installed: %r", __version__, task.exception(),
+            exc_info=task.exception(),
+        )
+
+
+def install_during_startup(app: FastAPI | None = None) -> None:
+    """Install the patch from a worker's startup that cannot await it: LiteLLM imports the
+    callbacks config.yaml names while the startup loads the config, on the worker's event loop.
+
+    The install runs as a task on that loop, queued ahead of the server's own step from startup
+    to serving, so it is done before the first request: it does not wait for anything before
+    the patched routes and the store are in place. Does nothing when the patch is installed in
+    this app already (by the startup hook, or by an earlier load of the config).
+    """
+    if app is None:
+        from litellm.proxy.proxy_server import app
+    if hasattr(app.state, "litellm_memory_store"):
+        return
+    app.state.litellm_memory_store = None  # installing: the memory routes answer 503 until set
+    task = asyncio.get_running_loop().create_task(install_patch(app))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+    task.add_done_callback(_report_failure)
+
+
+# Tasks the event loop holds only weakly.
+_pending: set[asyncio.Task] = set()

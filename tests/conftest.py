@@ -1,9 +1,10 @@
 """Shared fixtures: a real PostgreSQL with LiteLLM's schema, one fresh database per test.
 
-The server is an embedded ``pgserver`` unless ``LITELLM_MEMORY_TEST_DATABASE_URL`` names one (a
-superuser URL: the tests create and drop databases). LiteLLM's schema is applied once to a
-template database; every test that asks for a database gets a copy of it, which takes a few
-milliseconds.
+The server is an embedded ``pgserver`` (PostgreSQL 16) unless ``LITELLM_MEMORY_TEST_DATABASE_URL``
+names one (a superuser URL: the tests create and drop databases) or
+``LITELLM_MEMORY_TEST_POSTGRES`` names the ``bin`` folder of other PostgreSQL binaries, for which
+the suite starts a cluster of its own. LiteLLM's schema is applied once to a template database;
+every test that asks for a database gets a copy of it, which takes a few milliseconds.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -19,9 +21,33 @@ from psycopg import sql
 
 from litellm_memory_patch import embedded, migrator
 from litellm_memory_patch.config import DatabaseTarget, parse_database_url
+from postgres_cluster import Cluster
 
 TEMPLATE = "litellm_template"
 _numbers = itertools.count()
+
+# The database-level tests: scripts/test.py runs them (``-m every_postgres``) on every tested
+# PostgreSQL version. A test id starting with one of these is marked; a module may also carry
+# ``pytestmark = pytest.mark.every_postgres`` itself.
+EVERY_POSTGRES = (
+    "tests/test_migrations.py",
+    "tests/test_policies.py",
+    "tests/test_authorization_matrix.py::test_authorization_matrix[database-",
+    "tests/test_request_guard.py",
+    "tests/test_doctor.py",
+    "tests/test_search_path.py",
+    "tests/test_managed_owner.py",
+)
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "every_postgres: runs on every tested PostgreSQL version")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.nodeid.startswith(EVERY_POSTGRES):
+            item.add_marker(pytest.mark.every_postgres)
 
 
 def url_for_database(server_url: str, name: str) -> str:
@@ -29,14 +55,33 @@ def url_for_database(server_url: str, name: str) -> str:
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
 
 
+@contextlib.contextmanager
+def private_server(folder: Path):
+    """A server of the suite's PostgreSQL version started for one test; yields its superuser URL."""
+    binaries = os.environ.get("LITELLM_MEMORY_TEST_POSTGRES")
+    if binaries:
+        cluster = Cluster(Path(binaries))
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+    else:
+        server = embedded.start_server(folder)
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory) -> str:
     """A superuser URL of the PostgreSQL server the suite runs against."""
     explicit = os.environ.get("LITELLM_MEMORY_TEST_DATABASE_URL")
     if explicit:
-        return explicit
-    server = embedded.start_server(tmp_path_factory.mktemp("pgdata"))
-    return server.get_uri()
+        yield explicit
+        return
+    with private_server(tmp_path_factory.mktemp("pgdata")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

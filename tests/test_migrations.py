@@ -12,7 +12,7 @@ from psycopg import errors, sql
 from sqlalchemy.exc import DBAPIError
 
 from caller_session import as_caller, insert_row, visible_ids
-from conftest import create_database
+from conftest import create_database, private_server
 from litellm_memory_patch import doctor, embedded, migrator
 from litellm_memory_patch.config import APP_ROLE, PATCH_SCHEMA, ConfigError, parse_database_url
 
@@ -240,9 +240,8 @@ def _assert_owner_migrates(owner_url: str) -> None:
 @pytest.fixture
 def private_server_url(tmp_path):
     """A server of our own, for a test that needs the restricted role not to exist yet."""
-    server = embedded.start_server(tmp_path / "pgdata")
-    yield server.get_uri()
-    server.cleanup()
+    with private_server(tmp_path / "pgdata") as url:
+        yield url
 
 
 def test_owner_login_role_creates_the_restricted_role(private_server_url):
