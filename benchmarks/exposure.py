@@ -40,8 +40,8 @@ AUDITOR = "exposure_auditor"
 # The report's statements in the order it runs them.
 STATEMENTS = (
     "the catalog (which tables and columns exist)",
-    "the distinct allowed_routes values (as the login role)",
-    "keys grouped by user and team (as the login role)",
+    "the distinct owner roles and allowed_routes values (as the login role)",
+    "keys grouped by user, team and admin team key or not (as the login role)",
     "the rows each group reaches (as litellm_memory_app)",
     "the totals (as litellm_memory_app)",
     "the keys behind each pair (as the login role)",
@@ -149,10 +149,10 @@ def markdown(
         lines.append(f"| {name} | {runs} | {median:.2f} | {verdict} |")
     lines += [
         "",
-        f"The report found {report.memory_rows:,} rows, {report.rows_shared_user:,} of them"
-        f" whose user holds or held a key elsewhere, {report.rows_exposed:,} reachable while such"
-        f" a key existed ({report.rows_exposed_not_barred:,} by a key whose allowed_routes did not"
-        f" bar /v1/memory), in {len(report.pairs):,} (row team, key team) pairs.",
+        f"The report found {report.memory_rows:,} rows, {report.rows_reached:,} of them"
+        f" reached by a key of another team, {report.rows_exposed:,} while such a key existed"
+        f" ({report.rows_exposed_not_barred:,} by a key LiteLLM's route check let reach"
+        f" /v1/memory), in {len(report.pairs):,} (kind, row team, key team) pairs.",
         "",
         "Plans of the report's statements (after the migration, read through row-level security):",
         "",
