@@ -547,8 +547,8 @@ def format_text(report: Report) -> str:
         f"Key tables found: {found}"
         + ("" if report.last_active_recorded else " (no last_active column)"),
         f"Memory rows: {report.memory_rows} (read as: {report.memory_read_as})",
-        "  reached by a key of another team or of no team, through their user or as a proxy"
-        f" admin's team key: {report.rows_reached}",
+        "  reached by a key of another team or of no team (through their user, or as a proxy"
+        f" admin's team key): {report.rows_reached}",
         f"  of those, reachable while such a key existed: {report.rows_exposed}",
         "  of those, by a key LiteLLM's route check let reach /v1/memory:"
         f" {report.rows_exposed_not_barred}",
