@@ -32,6 +32,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -200,6 +201,18 @@ def use_litellm_database(client: Any) -> None:
     from litellm.proxy import proxy_server
 
     proxy_server.prisma_client = client
+
+
+def quiet_litellm_lookups() -> None:
+    """Keep LiteLLM's log to critical errors once the proxy serves.
+
+    LiteLLM's auth looks up more than the cache holds (team memberships, budgets), logs each
+    lookup the stand-in database fails with a traceback, and goes on without it; the demo's
+    answers do not depend on them. The patch logs under its own name and is not affected.
+    """
+    from litellm._logging import verbose_proxy_logger
+
+    verbose_proxy_logger.setLevel(logging.CRITICAL)
 
 
 def say(text: str = "") -> None:
@@ -545,6 +558,7 @@ async def serve(
     # Started without a database client, LiteLLM would refuse every virtual key; with the
     # stand-in, its auth answers from its cache.
     use_litellm_database(NoLiteLLMDatabase())
+    quiet_litellm_lookups()
     await seed_litellm_auth()
     port = sock.getsockname()[1]
     base_url = f"http://{HOST}:{port}"
