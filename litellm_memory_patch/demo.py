@@ -148,7 +148,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class NoLiteLLMDatabase:
-    """LiteLLM's database client as its auth sees it in the demo: present, failing on any use."""
+    """LiteLLM's database client as its auth sees it in the demo: present, holding no key (so a
+    key the demo does not know gets LiteLLM's 401), and failing on any other use."""
+
+    async def get_data(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
     def __getattr__(self, name: str):
         raise RuntimeError(NO_DATABASE)
