@@ -174,24 +174,33 @@ REACHES = (
     "g.team_id IS DISTINCT FROM nullif(m.team_id, '') AND (g.admin OR g.user_id = m.user_id)"
 )
 
-# Every memory row reached by keys of another team (or of no team), by (row team, key team,
-# admin team key or not). A row of team A is counted once per key team that reaches it.
+# Every memory row reached by keys of another team (or of no team): through its user, by
+# (row team, key team, user), and by a proxy admin's team key, by (row team, key team). A row of
+# team A is counted once per key team that reaches it.
 REACH_SQL = GROUPS_CTE + """,
-reached AS (
-    SELECT m.memory_id, m.key, m.created_at, nullif(m.team_id, '') AS row_team,
-           g.team_id AS key_team, g.admin, array_agg(g.user_id) AS users,
-           max(g.key_end) AS key_end, max(g.open_end) AS open_end
+memory_rows AS (
+    SELECT m.user_id, nullif(m.team_id, '') AS team_id, m.created_at, m.key
     FROM {memory} m
-    JOIN groups g ON """ + REACHES + """
-    GROUP BY m.memory_id, m.key, m.created_at, m.team_id, g.team_id, g.admin
+),
+admin_teams AS (
+    SELECT team_id, max(key_end) AS key_end, max(open_end) AS open_end
+    FROM groups WHERE admin GROUP BY team_id
 )
-SELECT row_team, key_team, admin, count(DISTINCT memory_id),
-       count(DISTINCT memory_id) FILTER (WHERE created_at <= key_end),
-       count(DISTINCT memory_id) FILTER (WHERE created_at <= open_end),
-       array_agg(DISTINCT user_id ORDER BY user_id),
-       CASE WHEN %(rows)s THEN array_agg(DISTINCT key ORDER BY key) END
-FROM reached, unnest(users) AS u(user_id)
-GROUP BY row_team, key_team, admin
+SELECT r.team_id, g.team_id, false, r.user_id, count(*),
+       count(*) FILTER (WHERE r.created_at <= g.key_end),
+       count(*) FILTER (WHERE r.created_at <= g.open_end),
+       CASE WHEN %(rows)s THEN array_agg(r.key ORDER BY r.key) END
+FROM memory_rows r
+JOIN groups g ON NOT g.admin AND g.user_id = r.user_id AND g.team_id IS DISTINCT FROM r.team_id
+GROUP BY r.team_id, g.team_id, r.user_id
+UNION ALL
+SELECT r.team_id, g.team_id, true, NULL, count(*),
+       count(*) FILTER (WHERE r.created_at <= g.key_end),
+       count(*) FILTER (WHERE r.created_at <= g.open_end),
+       CASE WHEN %(rows)s THEN array_agg(r.key ORDER BY r.key) END
+FROM memory_rows r
+JOIN admin_teams g ON g.team_id IS DISTINCT FROM r.team_id
+GROUP BY r.team_id, g.team_id
 """
 TOTALS_SQL = GROUPS_CTE + """,
 reached AS (
@@ -471,12 +480,29 @@ def read_report(conn: psycopg.Connection, *, schema: str, rows: bool = False) ->
         if read_as != LOGIN_ROLE:
             cur.execute(LOGIN_SQL)
 
+        admin_owners: dict[str, set[str]] = {}
+        for user, team, admin in zip(users, teams, admins):
+            if admin:
+                admin_owners.setdefault(team, set()).add(user)
         pairs: dict[tuple, Pair] = {}
-        for row_team, key_team, admin, count, overlapping, open_rows, owners, names in reach:
-            pairs[(row_team, key_team, admin)] = Pair(
-                _kind(row_team, key_team, admin), row_team, key_team, count, overlapping,
-                open_rows, owners, memory_keys=names,
+        for row_team, key_team, admin, user, count, overlapping, open_rows, names in reach:
+            pair = pairs.setdefault(
+                (row_team, key_team, admin),
+                Pair(
+                    _kind(row_team, key_team, admin), row_team, key_team,
+                    memory_keys=[] if rows else None,
+                ),
             )
+            pair.rows += count
+            pair.rows_in_key_lifetime += overlapping
+            pair.rows_not_barred += open_rows
+            pair.users.extend(admin_owners[key_team] if admin else [user])
+            if rows:
+                pair.memory_keys.extend(names)
+        for pair in pairs.values():
+            pair.users.sort()
+            if pair.memory_keys is not None:
+                pair.memory_keys.sort()
         by_user = [
             (row_team, key_team, admin, user)
             for (row_team, key_team, admin), pair in pairs.items() for user in pair.users
