@@ -563,3 +563,12 @@ def test_nothing_reachable(litellm_db):
     assert result.returncode == 0, result.stderr
     assert "Memory rows: 1 (read as: login role)" in result.stdout
     assert "No memory row was reachable by a key of another team" in result.stdout
+
+
+def test_without_the_user_table_the_roles_are_missing(litellm_db):
+    with psycopg.connect(litellm_db.conninfo) as conn:
+        conn.execute('DROP TABLE "LiteLLM_UserTable" CASCADE')
+    result = run_cli("--database-url", litellm_db.conninfo, "exposure")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    expected = exposure.NO_USER_TABLE.format(schema="public")
+    assert result.stderr.strip() == f"{PROG}: error: {expected}"
