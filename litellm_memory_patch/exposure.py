@@ -168,11 +168,6 @@ WITH groups AS (
                          %(ends)s::timestamp[], %(open_ends)s::timestamp[])
         AS g(user_id, team_id, admin, key_end, open_end)
 )"""
-# Whether the keys of group g reach memory row m from outside its team: through the row's user,
-# or as a proxy admin's team key, which the stock handlers let reach every row.
-REACHES = (
-    "g.team_id IS DISTINCT FROM nullif(m.team_id, '') AND (g.admin OR g.user_id = m.user_id)"
-)
 
 # Every memory row reached by keys of another team (or of no team): through its user, by
 # (row team, key team, user), and by a proxy admin's team key, by (row team, key team). A row of
@@ -203,12 +198,24 @@ JOIN admin_teams g ON g.team_id IS DISTINCT FROM r.team_id
 GROUP BY r.team_id, g.team_id
 """
 TOTALS_SQL = GROUPS_CTE + """,
-reached AS (
-    SELECT m.memory_id, min(m.created_at) AS created_at, max(g.key_end) AS key_end,
-           max(g.open_end) AS open_end
+admin_teams AS (
+    SELECT team_id, max(key_end) AS key_end, max(open_end) AS open_end
+    FROM groups WHERE admin GROUP BY team_id
+),
+reaching AS (
+    SELECT m.memory_id, m.created_at, g.key_end, g.open_end
     FROM {memory} m
-    JOIN groups g ON """ + REACHES + """
-    GROUP BY m.memory_id
+    JOIN groups g ON NOT g.admin AND g.user_id = m.user_id
+        AND g.team_id IS DISTINCT FROM nullif(m.team_id, '')
+    UNION ALL
+    SELECT m.memory_id, m.created_at, g.key_end, g.open_end
+    FROM {memory} m
+    JOIN admin_teams g ON g.team_id IS DISTINCT FROM nullif(m.team_id, '')
+),
+reached AS (
+    SELECT memory_id, min(created_at) AS created_at, max(key_end) AS key_end,
+           max(open_end) AS open_end
+    FROM reaching GROUP BY memory_id
 )
 SELECT (SELECT count(*) FROM {memory}), count(*), count(*) FILTER (WHERE created_at <= key_end),
        count(*) FILTER (WHERE created_at <= open_end)
