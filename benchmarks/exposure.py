@@ -10,8 +10,10 @@ report runs; ``--write`` also puts them in docs/BENCHMARKS.md between the exposu
 The data: 20,000 users with 50 memory rows each, 1,000 teams; every user's rows and keys are in
 their home team, except that one user in ten also holds keys in a second team and one row in
 twenty has no team. 100,000 keys: 5 per user, one in ten of them deleted, every key of one
-user in seven limited to ``llm_api_routes``, plus 5,000 service keys without a user. Nothing
-here is a test: the 10 s target is printed as PASS/MISS.
+user in seven limited to ``llm_api_routes`` and every other one naming the memory routes, plus
+5,000 service keys without a user. The users are internal users; ten proxy admins hold a key of
+one team each, which reaches every row outside that team. Nothing here is a test: the 10 s
+target is printed as PASS/MISS.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ AUDITOR = "exposure_auditor"
 # The report's statements in the order it runs them.
 STATEMENTS = (
     "the catalog (which tables and columns exist)",
-    "the distinct allowed_routes values (as the login role)",
-    "keys grouped by user and team (as the login role)",
+    "the distinct owner roles and allowed_routes values (as the login role)",
+    "keys grouped by user, team and admin team key or not (as the login role)",
     "the rows each group reaches (as litellm_memory_app)",
     "the totals (as litellm_memory_app)",
     "the keys behind each pair (as the login role)",
@@ -56,9 +58,20 @@ INSERT INTO "LiteLLM_VerificationToken"
     (token, key_alias, user_id, team_id, allowed_routes, created_at, last_active)
 SELECT md5('key-' || u || '-' || k), 'key-' || u || '-' || k, 'user-' || u,
        'team-' || CASE WHEN u % 10 = 0 AND k = 4 THEN (u * 7 + 1) % 1000 ELSE u % 1000 END,
-       CASE WHEN u % 7 = 0 THEN ARRAY['llm_api_routes'] ELSE ARRAY[]::text[] END,
+       CASE WHEN u % 7 = 0 THEN ARRAY['llm_api_routes']
+            ELSE ARRAY['/v1/memory', '/v1/memory/*'] END,
        now() - interval '400 days' + (k || ' days')::interval, now() - (u % 30 || ' days')::interval
 FROM generate_series(0, 19999) u, generate_series(0, 4) k;
+
+-- The owners' roles; ten proxy admins, each with a key of one team.
+INSERT INTO "LiteLLM_UserTable" (user_id, user_role)
+SELECT 'user-' || u, 'internal_user' FROM generate_series(0, 19999) u;
+INSERT INTO "LiteLLM_UserTable" (user_id, user_role)
+SELECT 'admin-' || a, 'proxy_admin' FROM generate_series(0, 9) a;
+INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, user_id, team_id, created_at)
+SELECT md5('admin-key-' || a), 'admin-key-' || a, 'admin-' || a, 'team-' || a * 100,
+       now() - interval '300 days'
+FROM generate_series(0, 9) a;
 
 -- 5,000 service keys: a team, no user.
 INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, user_id, team_id, created_at)
@@ -149,10 +162,10 @@ def markdown(
         lines.append(f"| {name} | {runs} | {median:.2f} | {verdict} |")
     lines += [
         "",
-        f"The report found {report.memory_rows:,} rows, {report.rows_shared_user:,} of them"
-        f" whose user holds or held a key elsewhere, {report.rows_exposed:,} reachable while such"
-        f" a key existed ({report.rows_exposed_not_barred:,} by a key whose allowed_routes did not"
-        f" bar /v1/memory), in {len(report.pairs):,} (row team, key team) pairs.",
+        f"The report found {report.memory_rows:,} rows, {report.rows_reached:,} of them"
+        f" reached by a key of another team, {report.rows_exposed:,} while such a key existed"
+        f" ({report.rows_exposed_not_barred:,} by a key LiteLLM's route check let reach"
+        f" /v1/memory), in {len(report.pairs):,} (kind, row team, key team) pairs.",
         "",
         "Plans of the report's statements (after the migration, read through row-level security):",
         "",

@@ -2,15 +2,24 @@
 
 Everything runs on this machine and is removed afterwards: a private PostgreSQL in a temporary
 folder, LiteLLM's schema and this project's migration in it, and the real LiteLLM proxy with the
-patch, served on 127.0.0.1. Demo keys stand for two teams that share one user (the situation of
-the issue) and an admin; :func:`demo_auth` is the proxy's ``custom_auth`` hook that knows them.
+patch, served on 127.0.0.1. The demo's keys travel both roads of the issue: two keys of one
+internal user in team 1 and team 2, whose ``allowed_routes`` name the memory routes (without
+them LiteLLM refuses an internal user's key, as it refuses the demo's team-3 key), and a proxy
+admin's keys of team 1 and team 2, which LiteLLM lets reach the memory routes whatever their team.
 
-Before the migration the demo records its keys and teams as LiteLLM would, with a few entries
-team 1 wrote before the patch, and takes the ``exposure`` report of that database. It replays the
-issue's steps over HTTP and prints what each one answered, shows the database refusing the same
-access by direct SQL, prints that report (the blast radius the patch closed), then keeps serving
-so you can try it with curl (``--once`` stops after the report, with a non-zero exit status if
-any step failed).
+LiteLLM authenticates every request with its own ``user_api_key_auth``, no ``custom_auth``. It
+reads keys, users and teams from its in-memory cache before any database, and the demo runs
+LiteLLM without its Prisma data layer: so the demo puts them in that cache, shaped as LiteLLM
+stores them (:func:`seed_litellm_auth`), and gives LiteLLM a database client that fails on any
+use, so an unknown key is refused as LiteLLM refuses it.
+
+Before the migration the demo records the same keys, users and teams in LiteLLM's tables, with a
+few entries team 1 wrote before the patch, and takes the ``exposure`` report of that database.
+It replays the issue's steps over HTTP and prints what LiteLLM's own handlers answer by their
+rules next to what each step answered, shows the database refusing the same access by direct
+SQL, prints that report (the blast radius the patch closed), then keeps serving so you can try
+it with curl (``--once`` stops after the report, with a non-zero exit status if any step
+failed).
 
 Imports stay light at module level: the CLI imports this module to build its parser.
 """
@@ -21,7 +30,9 @@ import argparse
 import asyncio
 import hashlib
 import importlib.util
+import inspect
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -47,19 +58,53 @@ DEFAULT_PORT = 4000
 ENTRY = "team-1:test"
 SECRET = "team 1 secret"
 
+PLAN = "team-1:plan"
+PLAN_SECRET = "team 1 plan"
+
 TEAM_1_KEY = "sk-demo-team-1"
 TEAM_2_KEY = "sk-demo-team-2"
+TEAM_3_KEY = "sk-demo-team-3"
+ADMIN_TEAM_1_KEY = "sk-demo-admin-team-1"
+ADMIN_TEAM_2_KEY = "sk-demo-admin-team-2"
 ADMIN_KEY = "sk-demo-admin"
 
-# Both team keys carry the same user: that is what let team 2 in (LiteLLM issue #27722).
+USER = "demo-user"
+ADMIN = "demo-admin"
+USER_ROLES = {USER: "internal_user", ADMIN: "proxy_admin"}
+TEAMS = ("team-1", "team-2", "team-3")  # demo-user is a member of each
+# What an internal user's key must name to reach /v1/memory: no route group of LiteLLM has it.
+MEMORY_ROUTES = ("/v1/memory", "/v1/memory/*")
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    """A LiteLLM virtual key as LiteLLM stores it: its owner, its team, its allowed_routes."""
+
+    user_id: str
+    team_id: str | None
+    allowed_routes: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> CallerScope:
+        # LiteLLM hands the handlers the owner's role from the owner's user row.
+        return CallerScope(self.team_id, self.user_id, USER_ROLES[self.user_id])
+
+
+# Road 1: both team keys carry the same user, which let team 2 in (LiteLLM issue #27722).
+# Road 2: the admin's team keys, which LiteLLM's own handlers treat as admin keys.
 DEMO_KEYS = {
-    TEAM_1_KEY: CallerScope(team_id="team-1", user_id="demo-user", role="internal_user"),
-    TEAM_2_KEY: CallerScope(team_id="team-2", user_id="demo-user", role="internal_user"),
-    ADMIN_KEY: CallerScope(team_id=None, user_id="demo-admin", role="proxy_admin"),
+    TEAM_1_KEY: DemoKey(USER, "team-1", MEMORY_ROUTES),
+    TEAM_2_KEY: DemoKey(USER, "team-2", MEMORY_ROUTES),
+    TEAM_3_KEY: DemoKey(USER, "team-3"),  # no memory routes: LiteLLM refuses it
+    ADMIN_TEAM_1_KEY: DemoKey(ADMIN, "team-1"),
+    ADMIN_TEAM_2_KEY: DemoKey(ADMIN, "team-2"),
+    ADMIN_KEY: DemoKey(ADMIN, None),
 }
 
 ERROR = "litellm-memory-patch: error: "
-UNKNOWN_KEY = "Unknown API key. The demo knows: " + ", ".join(DEMO_KEYS)
+NO_DATABASE = "LiteLLM's database is not connected in the demo; its keys are: " + ", ".join(
+    DEMO_KEYS
+)
 MISSING_EXTRAS = (
     ERROR + "the demo needs {missing}: pip install 'litellm-memory-patch[demo]'"
     " (or run python3 scripts/demo.py from a checkout, which sets itself up)"
@@ -67,16 +112,15 @@ MISSING_EXTRAS = (
 PORT_BUSY = ERROR + "cannot listen on {host}:{port} ({reason}); pick another with --port"
 PROXY_DID_NOT_START = ERROR + "the proxy did not start; see its log above"
 
-# Newer LiteLLM refuses to start without a master key. The demo's is random and never used:
-# the custom_auth hook decides who every key is.
+# Newer LiteLLM refuses to start without a master key; the demo's is random and never shown.
+# LiteLLM drops what its auth cache holds after user_api_key_cache_ttl seconds (60 by default)
+# and would then ask its database, which the demo has not: a week outlasts any demo.
 CONFIG_YAML = """\
 model_list: []
 general_settings:
   master_key: sk-{master_key}
-  custom_auth: demo_auth_hook.demo_auth
+  user_api_key_cache_ttl: 604800
 """
-# LiteLLM loads custom_auth from a file next to its config, not by import.
-AUTH_HOOK = "from litellm_memory_patch.demo import demo_auth\n"
 
 MEMORY_TABLE = '"LiteLLM_MemoryTable"'
 SCOPE_SQL = (
@@ -103,18 +147,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def demo_auth(request: Any, api_key: str):
-    """LiteLLM ``custom_auth`` hook: a demo key becomes its caller; any other key gets a 401."""
-    from litellm.proxy._types import ProxyErrorTypes, ProxyException, UserAPIKeyAuth
+class NoLiteLLMDatabase:
+    """LiteLLM's database client as its auth sees it in the demo: present, holding no key (so a
+    key the demo does not know gets LiteLLM's 401), and failing on any other use."""
 
-    caller = DEMO_KEYS.get(api_key)
-    if caller is None:
-        raise ProxyException(
-            message=UNKNOWN_KEY, type=ProxyErrorTypes.auth_error, param="api_key", code=401
-        )
-    return UserAPIKeyAuth(
-        api_key=api_key, team_id=caller.team_id, user_id=caller.user_id, user_role=caller.role
+    async def get_data(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(NO_DATABASE)
+
+
+async def seed_litellm_auth() -> None:
+    """Put the demo's keys, users and teams in LiteLLM's auth cache, as LiteLLM stores them.
+
+    A key under the hash of the key (``UserAPIKeyAuth``, with no role: LiteLLM's key table has
+    none), its owner under the user id (``LiteLLM_UserTable``, which carries the role), each team
+    under ``team_id:<id>``.
+    """
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import (
+        LiteLLM_TeamTableCachedObj,
+        LiteLLM_UserTable,
+        Member,
+        UserAPIKeyAuth,
     )
+    from litellm.proxy.utils import hash_token
+
+    cache = proxy_server.user_api_key_cache
+    # LiteLLM 1.110's cache takes the stored object's class; 1.83's does not.
+    typed = "model_type" in inspect.signature(cache.async_set_cache).parameters
+
+    async def put(key: str, value: Any) -> None:
+        await cache.async_set_cache(key, value, **({"model_type": type(value)} if typed else {}))
+
+    for user, role in USER_ROLES.items():
+        teams = list(TEAMS) if user == USER else []
+        await put(user, LiteLLM_UserTable(user_id=user, user_role=role, teams=teams))
+    for team in TEAMS:
+        members = [Member(user_id=USER, role="user")]
+        await put(
+            f"team_id:{team}", LiteLLM_TeamTableCachedObj(team_id=team, members_with_roles=members)
+        )
+    for api_key, key in DEMO_KEYS.items():
+        token = hash_token(api_key)
+        await put(
+            token,
+            UserAPIKeyAuth(
+                token=token, user_id=key.user_id, team_id=key.team_id,
+                allowed_routes=list(key.allowed_routes), models=[], spend=0.0,
+            ),
+        )
+
+
+def use_litellm_database(client: Any) -> None:
+    """Give LiteLLM ``client`` as its database client (None: none)."""
+    from litellm.proxy import proxy_server
+
+    proxy_server.prisma_client = client
+
+
+def quiet_litellm_lookups() -> None:
+    """Keep LiteLLM's log to critical errors once the proxy serves.
+
+    LiteLLM's auth looks up more than the cache holds (team memberships, budgets), logs each
+    lookup the stand-in database fails with a traceback, and goes on without it; the demo's
+    answers do not depend on them. The patch logs under its own name and is not affected.
+    """
+    from litellm._logging import verbose_proxy_logger
+
+    verbose_proxy_logger.setLevel(logging.CRITICAL)
 
 
 def say(text: str = "") -> None:
@@ -136,49 +238,77 @@ class Step:
     method: str
     path: str
     key: str
+    stock: str  # what LiteLLM's own handlers answer, by their rules
     expected: str
     passes: Callable[[int, Any], bool]
     body: dict | None = None
 
 
+def _found(value: str) -> Callable[[int, Any], bool]:
+    return lambda status, body: status == 200 and body.get("value") == value
+
+
+def _not_found(status: int, body: Any) -> bool:
+    return status == 404
+
+
+def _none_listed(status: int, body: Any) -> bool:
+    return status == 200 and body == {"memories": [], "total": 0}
+
+
+def _taken(secret: str) -> Callable[[int, Any], bool]:
+    return lambda status, body: status == 409 and secret not in str(body)
+
+
+def _road(
+    number: int, first: str, second: str, owner: str, entry: str, secret: str, key_1: str,
+    key_2: str,
+) -> list[Step]:
+    """The issue's steps, by the road of one pair of team keys."""
+    return [
+        Step(
+            f"{number}. {first} creates '{entry}'", "POST", "/v1/memory", key_1,
+            "200, created", "200, created",
+            lambda status, body: status == 200 and body.get("key") == entry,
+            {"key": entry, "value": secret},
+        ),
+        Step(
+            f"{number + 1}. {second} reads it", "GET", f"/v1/memory/{entry}", key_2,
+            f'200, value "{secret}"', "404 not found", _not_found,
+        ),
+        Step(
+            f"{number + 2}. {second} lists its memories", "GET", "/v1/memory", key_2,
+            f"200, {owner}", "200, 0 entries", _none_listed,
+        ),
+        Step(
+            f"{number + 3}. {second} overwrites it (PUT)", "PUT", f"/v1/memory/{entry}", key_2,
+            "200, overwritten", "409 key taken", _taken(secret),
+            {"value": f"overwritten by {second}"},
+        ),
+        Step(
+            f"{number + 4}. {second} deletes it", "DELETE", f"/v1/memory/{entry}", key_2,
+            "200, deleted", "404 not found", _not_found,
+        ),
+        Step(
+            f"{number + 5}. {first} reads it again", "GET", f"/v1/memory/{entry}", key_1,
+            "404, gone", f'200, value "{secret}"', _found(secret),
+        ),
+    ]
+
+
+REFUSED_BY_LITELLM = "401 (LiteLLM's own)"
 STEPS = [
-    Step(
-        "1. team 1 creates 'team-1:test'",
-        "POST", "/v1/memory", TEAM_1_KEY,
-        "200, created",
-        lambda status, body: status == 200 and body.get("key") == ENTRY,
-        {"key": ENTRY, "value": SECRET},
+    *_road(
+        1, "team 1", "team 2", "team 1's entries too", ENTRY, SECRET, TEAM_1_KEY, TEAM_2_KEY
+    ),
+    *_road(
+        7, "admin's team-1 key", "admin's team-2 key", "every entry", PLAN, PLAN_SECRET,
+        ADMIN_TEAM_1_KEY, ADMIN_TEAM_2_KEY,
     ),
     Step(
-        "2. team 2 reads it",
-        "GET", f"/v1/memory/{ENTRY}", TEAM_2_KEY,
-        "404 not found",
-        lambda status, body: status == 404,
-    ),
-    Step(
-        "3. team 2 lists its memories",
-        "GET", "/v1/memory", TEAM_2_KEY,
-        "200, 0 entries",
-        lambda status, body: status == 200 and body == {"memories": [], "total": 0},
-    ),
-    Step(
-        "4. team 2 overwrites it (PUT)",
-        "PUT", f"/v1/memory/{ENTRY}", TEAM_2_KEY,
-        "409 key taken",
-        lambda status, body: status == 409 and SECRET not in str(body),
-        {"value": "overwritten by team 2"},
-    ),
-    Step(
-        "5. team 2 deletes it",
-        "DELETE", f"/v1/memory/{ENTRY}", TEAM_2_KEY,
-        "404 not found",
-        lambda status, body: status == 404,
-    ),
-    Step(
-        "6. team 1 reads it again",
-        "GET", f"/v1/memory/{ENTRY}", TEAM_1_KEY,
-        f'200, value "{SECRET}"',
-        lambda status, body: status == 200 and body.get("value") == SECRET,
+        "13. team 3 (no memory allowed_routes) lists", "GET", "/v1/memory", TEAM_3_KEY,
+        REFUSED_BY_LITELLM, REFUSED_BY_LITELLM,
+        lambda status, body: status == 401 and "error" in body,
     ),
 ]
 
@@ -190,8 +320,9 @@ def _summary(status: int, body: Any) -> str:
         return f"{status}, {body.get('total')} entries"
     if "value" in body:
         return f'{status}, value "{body["value"]}"'
-    detail = body.get("detail") or body.get("error", {}).get("message", "")
-    return f"{status} {detail}".strip()
+    if "error" in body:
+        return f"{status} (LiteLLM's own)"  # LiteLLM's auth error, its long message left out
+    return f"{status} {body.get('detail', '')}".strip()
 
 
 async def replay(base_url: str) -> bool:
@@ -218,14 +349,19 @@ async def replay(base_url: str) -> bool:
             if not served:
                 got += f" (no {PATCH_HEADER} header)"
             ok = served and step.passes(response.status_code, body)
-            rows.append((step.title, step.expected, got, PASS if ok else FAIL))
-    say(f"Replaying LiteLLM issue #27722 over HTTP at {base_url}")
-    say("(keys: team 1 and team 2 both carry user 'demo-user')")
+            rows.append((step.title, step.stock, step.expected, got, PASS if ok else FAIL))
+    say(f"Replaying LiteLLM issue #27722 over HTTP at {base_url}, by both roads,")
+    say("authenticated by LiteLLM's own user_api_key_auth:")
+    say(f"  steps 1-6:  keys of one internal user ({USER}) in team 1 and team 2, whose")
+    say(f"              allowed_routes name {', '.join(MEMORY_ROUTES)}")
+    say(f"  steps 7-12: a proxy admin's ({ADMIN}) keys of team 1 and team 2")
+    say(f"  step 13:    {USER}'s team-3 key, without memory allowed_routes")
     say()
-    print_table(("step", "expected", "got", "verdict"), rows)
+    print_table(("step", "LiteLLM's own handlers", "patched: expected", "got", "verdict"), rows)
     say()
-    say("Unpatched, LiteLLM's own handlers answer 200 to steps 2 to 5: team 2 reads, lists,")
-    say("overwrites and deletes team 1's entry, and step 6 then finds nothing.")
+    say("LiteLLM's own handlers read every entry of the key's user or team, and let an admin's")
+    say("key, team key or not, read and change every entry: team 2 reads, lists, overwrites and")
+    say("deletes team 1's entries by both roads, and steps 6 and 12 then find nothing.")
     return all(row[-1] == PASS for row in rows)
 
 
@@ -244,57 +380,67 @@ def _as_caller(conn: psycopg.Connection, caller: CallerScope) -> None:
 
 
 def database_refuses(conninfo: str) -> bool:
-    """Team 2's access by direct SQL as the restricted role; prints the table, returns all-pass.
+    """Team 2's access by direct SQL as the restricted role, by both roads; prints the table.
 
-    Everything happens in one transaction that is rolled back.
+    Returns whether every check passed. Everything happens in one transaction that is rolled
+    back.
     """
-    team_1, team_2 = DEMO_KEYS[TEAM_1_KEY], DEMO_KEYS[TEAM_2_KEY]
+    # (who, the entry of team 1 it goes for, its key, the key of team 1 that wrote the entry)
+    roads = (
+        ("as team 2", ENTRY, TEAM_2_KEY, "as team 1", TEAM_1_KEY),
+        ("as admin's team 2", PLAN, ADMIN_TEAM_2_KEY, "as admin's team 1", ADMIN_TEAM_1_KEY),
+    )
     select = f"SELECT value FROM {MEMORY_TABLE} WHERE key = %s"
-    shown = f"WHERE key = '{ENTRY}'"
+    update = f"UPDATE {MEMORY_TABLE} SET value = 'overwritten' WHERE key = %s"
+    delete = f"DELETE FROM {MEMORY_TABLE} WHERE key = %s"
+    insert = (
+        f"INSERT INTO {MEMORY_TABLE} (memory_id, key, value, team_id, user_id)"
+        " VALUES (%s, %s, 'forged', %s, %s)"
+    )
     rows = []
 
     def check(statement: str, expected: int | str, got: int | str, ok: bool) -> None:
         rows.append((statement, _rows(expected), _rows(got), PASS if ok else FAIL))
 
     with psycopg.connect(conninfo) as conn:
-        _as_caller(conn, team_2)
-        found = len(conn.execute(select, (ENTRY,)).fetchall())
-        check(f"SELECT ... {shown}", 0, found, found == 0)
-        update = f"UPDATE {MEMORY_TABLE} SET value = 'overwritten' WHERE key = %s"
-        updated = conn.execute(update, (ENTRY,)).rowcount
-        check(f"UPDATE ... SET value = 'overwritten' {shown}", 0, updated, updated == 0)
-        deleted = conn.execute(f"DELETE FROM {MEMORY_TABLE} WHERE key = %s", (ENTRY,)).rowcount
-        check(f"DELETE ... {shown}", 0, deleted, deleted == 0)
-        insert = (
-            f"INSERT INTO {MEMORY_TABLE} (memory_id, key, value, team_id, user_id)"
-            " VALUES (%s, %s, 'forged', %s, %s)"
-        )
-        forged = f"INSERT ... team_id = '{team_1.team_id}'"
-        try:
-            with conn.transaction():
-                conn.execute(
-                    insert, (str(uuid.uuid4()), "team-1:forged", team_1.team_id, team_2.user_id)
-                )
-            check(forged, "error", "inserted", False)
-        except (errors.RaiseException, errors.InsufficientPrivilege) as exc:
-            # The ownership trigger (or the insert policy) refused it.
-            check(forged, "error", f"error: {exc.diag.message_primary}", True)
-        # The controls: the same statements succeed in the caller's own scope, so the refusals
-        # come from the rules, not from statements that could never work.
-        inserted = conn.execute(
-            insert, (str(uuid.uuid4()), "team-2:own", team_2.team_id, team_2.user_id)
-        ).rowcount
-        check(f"INSERT ... team_id = '{team_2.team_id}'", 1, inserted, inserted == 1)
-        _as_caller(conn, team_1)
-        own = len(conn.execute(select, (ENTRY,)).fetchall())
-        check(f"as team 1: SELECT ... {shown}", 1, own, own == 1)
-        updated = conn.execute(update, (ENTRY,)).rowcount
-        check(f"as team 1: UPDATE ... {shown}", 1, updated, updated == 1)
+        for who, entry, key, owner, owner_key in roads:
+            shown = f"WHERE key = '{entry}'"
+            caller = DEMO_KEYS[key].scope
+            _as_caller(conn, caller)
+            found = len(conn.execute(select, (entry,)).fetchall())
+            check(f"{who}: SELECT ... {shown}", 0, found, found == 0)
+            updated = conn.execute(update, (entry,)).rowcount
+            check(f"{who}: UPDATE ... SET value = 'overwritten' {shown}", 0, updated, updated == 0)
+            deleted = conn.execute(delete, (entry,)).rowcount
+            check(f"{who}: DELETE ... {shown}", 0, deleted, deleted == 0)
+            forged = f"{who}: INSERT ... team_id = 'team-1'"
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        insert, (str(uuid.uuid4()), f"{entry}:forged", "team-1", caller.user_id)
+                    )
+                check(forged, "error", "inserted", False)
+            except (errors.RaiseException, errors.InsufficientPrivilege) as exc:
+                # The ownership trigger (or the insert policy) refused it.
+                check(forged, "error", f"error: {exc.diag.message_primary}", True)
+            # The controls: the same statements succeed in the caller's own team, and for the
+            # key that wrote the entry, so the refusals come from the rules, not from
+            # statements that could never work.
+            inserted = conn.execute(
+                insert, (str(uuid.uuid4()), f"{entry}:own", caller.team_id, caller.user_id)
+            ).rowcount
+            check(f"{who}: INSERT ... team_id = '{caller.team_id}'", 1, inserted, inserted == 1)
+            _as_caller(conn, DEMO_KEYS[owner_key].scope)
+            own = len(conn.execute(select, (entry,)).fetchall())
+            check(f"{owner}: SELECT ... {shown}", 1, own, own == 1)
+            updated = conn.execute(update, (entry,)).rowcount
+            check(f"{owner}: UPDATE ... {shown}", 1, updated, updated == 1)
         conn.rollback()
     say()
-    say(f"The same access by direct SQL on {MEMORY_TABLE}, as {APP_ROLE}")
-    say(f"with team 2's settings (team_id={team_2.team_id}, user_id={team_2.user_id}),")
-    say("in one transaction that is rolled back:")
+    say(f"The same access by direct SQL on {MEMORY_TABLE}, as {APP_ROLE} with the")
+    say("settings of team 2's keys (road 1: team_id=team-2, user_id=demo-user; road 2:")
+    say("team_id=team-2, user_id=demo-admin, user_role=proxy_admin), in one transaction that is")
+    say("rolled back:")
     say()
     print_table(("statement", "expected", "got", "verdict"), rows)
     return all(row[-1] == PASS for row in rows)
@@ -311,35 +457,35 @@ EARLIER_ENTRIES = {
 
 
 def record_litellm_state(conninfo: str) -> None:
-    """Write the demo's teams, user and keys the way LiteLLM's proxy does, and earlier entries.
+    """Write the demo's teams, users and keys the way LiteLLM's proxy does, and earlier entries.
 
+    The same keys, users and teams as :func:`seed_litellm_auth` puts in LiteLLM's auth cache.
     LiteLLM stores a virtual key as the SHA-256 hex digest of the key; the alias is a name.
     """
     with psycopg.connect(conninfo) as conn:
-        for team in ("team-1", "team-2"):
-            members = [{"user_id": "demo-user", "role": "user"}]
+        for team in TEAMS:
+            members = [{"user_id": USER, "role": "user"}]
             conn.execute(
                 'INSERT INTO "LiteLLM_TeamTable" (team_id, team_alias, members, members_with_roles)'
                 " VALUES (%s, %s, %s, %s)",
-                (team, team, ["demo-user"], json.dumps(members)),
+                (team, team, [USER], json.dumps(members)),
             )
-        for user, role, teams in (
-            ("demo-user", "internal_user", ["team-1", "team-2"]),
-            ("demo-admin", "proxy_admin", []),
-        ):
+        for user, role in USER_ROLES.items():
             conn.execute(
                 'INSERT INTO "LiteLLM_UserTable" (user_id, user_role, teams) VALUES (%s, %s, %s)',
-                (user, role, teams),
+                (user, role, list(TEAMS) if user == USER else []),
             )
-        for api_key, caller in DEMO_KEYS.items():
+        for api_key, key in DEMO_KEYS.items():
             conn.execute(
-                'INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, user_id, team_id)'
-                " VALUES (%s, %s, %s, %s)",
+                'INSERT INTO "LiteLLM_VerificationToken"'
+                " (token, key_alias, user_id, team_id, allowed_routes)"
+                " VALUES (%s, %s, %s, %s, %s)",
                 (
                     hashlib.sha256(api_key.encode()).hexdigest(),
                     api_key.removeprefix("sk-"),
-                    caller.user_id,
-                    caller.team_id,
+                    key.user_id,
+                    key.team_id,
+                    list(key.allowed_routes),
                 ),
             )
         for key, team in EARLIER_ENTRIES.items():
@@ -383,6 +529,7 @@ def curl_lines(base_url: str) -> list[str]:
         " -H 'Content-Type: application/json'"
         " -d '{\"key\": \"team-2:notes\", \"value\": \"hello\"}'",
         f"curl -s {base_url}/v1/memory {auth.format(TEAM_2_KEY)}",
+        f"curl -s -i {base_url}/v1/memory/{PLAN} {auth.format(ADMIN_TEAM_2_KEY)}",
         f"curl -s {base_url}/v1/memory {auth.format(ADMIN_KEY)}",
     ]
 
@@ -397,15 +544,26 @@ async def serve(
     """
     import uvicorn
 
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            # LiteLLM's shutdown flushes to its database when it has one; the stand-in has none.
+            use_litellm_database(None)
+            await super().shutdown(sockets=sockets)
+
     # uvicorn stops gracefully on SIGINT/SIGTERM and then raises the signal again, which ends
     # the demo through the caller's clean-up.
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if serving.done():
             await serving
             raise SystemExit(PROXY_DID_NOT_START)
         await asyncio.sleep(0.05)
+    # Started without a database client, LiteLLM would refuse every virtual key; with the
+    # stand-in, its auth answers from its cache.
+    use_litellm_database(NoLiteLLMDatabase())
+    quiet_litellm_lookups()
+    await seed_litellm_auth()
     port = sock.getsockname()[1]
     base_url = f"http://{HOST}:{port}"
     started = time.monotonic()
@@ -454,14 +612,13 @@ def run(args: argparse.Namespace) -> int:
         url = server.get_uri()
         say("Applying LiteLLM's schema ...")
         embedded.apply_litellm_schema(url)
-        say("Recording the demo's teams and keys as LiteLLM does, and earlier entries ...")
+        say("Recording the demo's teams, users and keys as LiteLLM does, and earlier entries ...")
         record_litellm_state(url)
         exposure_text = exposure.format_text(exposure.build_report(parse_database_url(url)))
         say("Applying the patch's migration (row-level security) ...")
         migrator.upgrade(parse_database_url(url))
 
         (folder / "config.yaml").write_text(CONFIG_YAML.format(master_key=secrets.token_hex(16)))
-        (folder / "demo_auth_hook.py").write_text(AUTH_HOOK)
         os.environ.update(
             CONFIG_FILE_PATH=str(folder / "config.yaml"),
             LITELLM_LOCAL_MODEL_COST_MAP="True",

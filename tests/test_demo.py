@@ -2,8 +2,9 @@
 
 The demo starts its own PostgreSQL and the real LiteLLM proxy (importing LiteLLM takes ~15 s), so
 each run here takes half a minute; every wait is bounded. Checked: the replay passes step by step,
-the server answers the demo keys while it serves, and whatever the way it ends (``--once``,
-Ctrl-C while serving, SIGTERM during start-up) its PostgreSQL is stopped and its files removed.
+by both roads of the issue, through LiteLLM's own authentication; the server answers the demo keys
+while it serves; and whatever the way it ends (``--once``, Ctrl-C while serving, SIGTERM during
+start-up) its PostgreSQL is stopped and its files removed.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from litellm_memory_patch import demo
 from litellm_memory_patch.routes import PATCH_HEADER
 
 TIMEOUT = 240
-STEP_ROW = re.compile(r"^\s+(\d)\. .*\s(PASS|FAIL)$", re.MULTILINE)
+STEP_ROW = re.compile(r"^\s+(\d+)\. .*\s(PASS|FAIL)$", re.MULTILINE)
 SQL_ROW = re.compile(
-    r"^\s+(?:as team 1: )?(SELECT|UPDATE|DELETE|INSERT) .*\s(PASS|FAIL)$", re.MULTILINE
+    r"^\s+(as [^:]+): (SELECT|UPDATE|DELETE|INSERT) .*\s(PASS|FAIL)$", re.MULTILINE
 )
 FOLDER = re.compile(r"Starting PostgreSQL in (\S+) \.\.\.")
 # The exposure report's rows: row team, key team, kind, rows (taken before the migration).
-EXPOSURE_ROW = re.compile(r"^\s+(\S+)\s+(\S+)\s+(cross-team|personal row)\s+(\d+)\s", re.MULTILINE)
+EXPOSURE_ROW = re.compile(
+    r"^\s+(\S+)\s+(\S+)\s+(cross-team|personal row|admin team key)\s+(\d+)\s+\d+\s+(\d+)\s",
+    re.MULTILINE,
+)
 
 
 def free_port() -> int:
@@ -127,20 +131,32 @@ def test_once_replays_every_step_passing_and_cleans_up(run_demo):
     code = process.finish()
     assert code == 0, process.output
     steps = STEP_ROW.findall(process.output)
-    assert [number for number, _ in steps] == ["1", "2", "3", "4", "5", "6"], process.output
-    assert {verdict for _, verdict in steps} == {"PASS"}
+    assert [int(number) for number, _ in steps] == list(range(1, 14)), process.output
+    assert {verdict for _, verdict in steps} == {"PASS"}, process.output
     sql = SQL_ROW.findall(process.output)
-    assert {kind for kind, _ in sql} == {"SELECT", "UPDATE", "DELETE", "INSERT"}, process.output
-    assert {verdict for _, verdict in sql} == {"PASS"}
+    assert {who for who, _, _ in sql} == {
+        "as team 2", "as team 1", "as admin's team 2", "as admin's team 1"
+    }, process.output
+    assert {kind for _, kind, _ in sql} == {"SELECT", "UPDATE", "DELETE", "INSERT"}
+    assert {verdict for _, _, verdict in sql} == {"PASS"}
     assert "Replay passed" in process.output and "FAIL" not in process.output
-    # It ends with the blast radius of the issue in its own database, before the migration.
+    # It ends with the blast radius of the issue in its own database, before the migration:
+    # (row team, key team, kind, rows, of those not barred).
     report = process.output.split("Replay passed", 1)[1]
     assert EXPOSURE_ROW.findall(report) == [
-        ("team-1", "team-2", "cross-team", "2"),
-        ("(none)", "team-1", "personal row", "1"),
-        ("(none)", "team-2", "personal row", "1"),
+        ("team-1", "team-2", "admin team key", "2", "2"),
+        ("team-1", "team-2", "cross-team", "2", "2"),
+        # The team-3 key names no memory route: LiteLLM refuses it (step 13).
+        ("team-1", "team-3", "cross-team", "2", "0"),
+        ("(none)", "team-1", "admin team key", "1", "1"),
+        ("(none)", "team-1", "personal row", "1", "1"),
+        ("(none)", "team-2", "admin team key", "1", "1"),
+        ("(none)", "team-2", "personal row", "1", "1"),
+        ("(none)", "team-3", "personal row", "1", "0"),
     ]
     assert "team-1 <- team-2: users demo-user; keys demo-team-2 (live, open)" in report
+    admin = "team-1 <- team-2 (admin team key): users demo-admin; keys demo-admin-team-2"
+    assert admin + " (live, proxy_admin, open)" in report
     assert_gone(pid, process.folder())
 
 
@@ -157,9 +173,13 @@ def test_serves_the_demo_keys_until_ctrl_c_then_cleans_up(run_demo):
 
     own = get(demo.TEAM_1_KEY)
     assert own.status_code == 200 and own.json()["value"] == demo.SECRET
-    other = get(demo.TEAM_2_KEY)
-    assert other.status_code == 404 and PATCH_HEADER in other.headers
+    for other in (demo.TEAM_2_KEY, demo.ADMIN_TEAM_2_KEY):
+        answer = get(other)
+        assert answer.status_code == 404 and PATCH_HEADER in answer.headers
+    assert get(demo.ADMIN_KEY).json()["value"] == demo.SECRET
+    # LiteLLM's own auth refuses a key it does not know, and the team-3 key (no memory routes).
     assert get("sk-not-a-demo-key").status_code == 401
+    assert get(demo.TEAM_3_KEY).status_code == 401
 
     process.process.send_signal(signal.SIGINT)
     assert process.finish() == 0, process.output

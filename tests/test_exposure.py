@@ -3,14 +3,22 @@
 One database holds every case of the report at once (users named after them):
 
 - alice holds keys in team-a, team-b and one without a team: her rows in each place reach the
-  others (cross-team, personal row, personal key);
+  others (cross-team, personal row, personal key). Her team keys name the memory routes in
+  ``allowed_routes``, as an internal user's key must to reach them; her own key has none (NULL),
+  so LiteLLM refuses it (barred);
 - bob's team-c key was deleted after his team-a row was written: counted, in its lifetime;
-- carol's team-c key was deleted before her team-a row was written: counted, not in its lifetime;
+- carol's team-c key was deleted before her team-a row was written: counted, not in its
+  lifetime; its empty ``allowed_routes`` bars an internal user's key (barred);
 - dave's team-a row was deleted before his team-c key was made: absent (memory rows keep no
   trace once deleted);
 - a service key (team, no user) reaches only its own team: absent;
-- erin's team-b key may only call ``llm_api_routes`` (barred), frank's team-c key one memory
-  path (partial), gina's team-b key names a group no tested LiteLLM has (unknown).
+- erin's team-b key may only call ``llm_api_routes`` (barred), and her team-a key reaches her
+  team-b row but is barred (empty list); frank's team-c key one memory path (partial); gina is a
+  viewer whose team-b key names a group no tested LiteLLM has (unknown);
+- root is a proxy admin: its team-b key reaches every row outside team-b, its UI session's rows
+  (team ``litellm-dashboard``) included (admin team key); its key without a team and its UI
+  session key read everything with the patch too, so they are no exposure, and neither is the
+  key without a team of vera, a viewer.
 
 The counts are worked out by hand in ``EXPECTED``. The command also runs as a login role with
 only SELECT rights, leaves every LiteLLM table as it was, runs READ ONLY from its first
@@ -38,6 +46,7 @@ PROG = "litellm-memory-patch"
 T0 = datetime(2026, 1, 1)
 READER = "exposure_reader"
 SECRET_VALUE = "secret value of"
+MEMORY = ["/v1/memory", "/v1/memory/*"]  # how LiteLLM's own maintainers set up memory keys
 
 
 def day(n: int) -> datetime:
@@ -89,6 +98,12 @@ def add_key(conn, alias: str | None, *, user, team, created=0, deleted=None, rou
     )
 
 
+def add_user(conn, user_id: str, role: str) -> None:
+    conn.execute(
+        'INSERT INTO "LiteLLM_UserTable" (user_id, user_role) VALUES (%s, %s)', (user_id, role)
+    )
+
+
 def add_row(conn, key: str, *, user, team, created=10) -> None:
     conn.execute(
         'INSERT INTO "LiteLLM_MemoryTable" (memory_id, key, value, metadata, user_id, team_id,'
@@ -105,9 +120,15 @@ def seed(url: str) -> None:
         add_team(conn, "team-b", ["alice", "erin", "gina"])
         add_team(conn, "team-c", ["bob", "carol", "dave", "frank"])
 
-        add_key(conn, "alice-a", user="alice", team="team-a", last_active=50)
-        add_key(conn, "alice-b", user="alice", team="team-b", last_active=60)
-        # A key with no team, and allowed_routes never set (NULL): no restriction.
+        for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
+            add_user(conn, user, "internal_user")
+        add_user(conn, "gina", "proxy_admin_viewer")
+        add_user(conn, "vera", "proxy_admin_viewer")
+        add_user(conn, "root", "proxy_admin")
+
+        add_key(conn, "alice-a", user="alice", team="team-a", last_active=50, routes=MEMORY)
+        add_key(conn, "alice-b", user="alice", team="team-b", last_active=60, routes=MEMORY)
+        # A key with no team, and allowed_routes never set (NULL): LiteLLM refuses it.
         add_key(conn, "alice-own", user="alice", team=None, routes=None)
         add_row(conn, "a:alice-1", user="alice", team="team-a")
         add_row(conn, "a:alice-2", user="alice", team="team-a", created=20)
@@ -117,7 +138,8 @@ def seed(url: str) -> None:
         add_row(conn, "alice:scratch", user="alice", team="")
 
         add_key(conn, "bob-a", user="bob", team="team-a")
-        add_key(conn, "bob-c", user="bob", team="team-c", deleted=30, last_active=25)
+        add_key(conn, "bob-c", user="bob", team="team-c", deleted=30, last_active=25,
+                routes=MEMORY)
         add_row(conn, "a:bob", user="bob", team="team-a")
 
         add_key(conn, "carol-a", user="carol", team="team-a")
@@ -139,6 +161,7 @@ def seed(url: str) -> None:
         add_key(conn, "erin-b", user="erin", team="team-b", routes=["llm_api_routes"],
                 last_active=70)
         add_row(conn, "a:erin", user="erin", team="team-a")
+        add_row(conn, "b:erin", user="erin", team="team-b")
 
         add_key(conn, "frank-a", user="frank", team="team-a")
         add_key(conn, "frank-c", user="frank", team="team-c", routes=["/v1/memory/a:frank"])
@@ -147,34 +170,54 @@ def seed(url: str) -> None:
         add_key(conn, "gina-b", user="gina", team="team-b", routes=["future_memory_routes"])
         add_row(conn, "a:gina", user="gina", team="team-a")
 
+        add_key(conn, "root-b", user="root", team="team-b", created=15, last_active=80)
+        add_key(conn, "root-own", user="root", team=None)
+        add_key(conn, "root-ui", user="root", team="litellm-dashboard")
+        add_row(conn, "ui:note", user="root", team="litellm-dashboard")
+        add_key(conn, "vera-own", user="vera", team=None)
+        add_row(conn, "b:vera", user="vera", team="team-b")
 
-def routes(open=0, partial=0, unknown=0, barred=0) -> dict:
-    return {"open": open, "partial": partial, "unknown": unknown, "barred": barred}
+
+def routes(open=0, partial=0, reads=0, unknown=0, barred=0) -> dict:
+    return {"open": open, "partial": partial, "reads": reads, "unknown": unknown, "barred": barred}
 
 
+ADMIN = "admin team key"
 # (kind, row team, key team, rows, in key lifetime, of those not barred, users, keys live,
 #  keys deleted, last active, routes)
 EXPECTED = [
+    # root's team-b key reaches every team-a row, a:blank included (it needs no user).
+    (ADMIN, "team-a", "team-b", 8, 8, 8, ["root"], 1, 0, iso(80), routes(open=1)),
     # erin's row is reached only by her barred key; gina's "unknown" key is not barred.
     ("cross-team", "team-a", "team-b", 4, 4, 3, ["alice", "erin", "gina"], 3, 0, iso(70),
      routes(open=1, unknown=1, barred=1)),
     # carol's key was deleted before her row was written; frank's "partial" key is not barred.
     ("cross-team", "team-a", "team-c", 3, 2, 2, ["bob", "carol", "frank"], 1, 2, iso(25),
-     routes(open=2, partial=1)),
+     routes(open=1, partial=1, barred=1)),
     ("personal row", None, "team-a", 2, 2, 2, ["alice"], 1, 0, iso(50), routes(open=1)),
+    (ADMIN, None, "team-b", 2, 2, 2, ["root"], 1, 0, iso(80), routes(open=1)),
     ("personal row", None, "team-b", 2, 2, 2, ["alice"], 1, 0, iso(60), routes(open=1)),
-    ("personal key", "team-a", None, 2, 2, 2, ["alice"], 1, 0, None, routes(open=1)),
-    ("personal key", "team-b", None, 1, 1, 1, ["alice"], 1, 0, None, routes(open=1)),
-    ("cross-team", "team-b", "team-a", 1, 1, 1, ["alice"], 1, 0, iso(50), routes(open=1)),
+    # alice's key without a team has no allowed_routes: LiteLLM refuses it.
+    ("personal key", "team-a", None, 2, 2, 0, ["alice"], 1, 0, None, routes(barred=1)),
+    # erin's team-a key has an empty allowed_routes: barred.
+    ("cross-team", "team-b", "team-a", 2, 2, 1, ["alice", "erin"], 2, 0, iso(50),
+     routes(open=1, barred=1)),
+    (ADMIN, "litellm-dashboard", "team-b", 1, 1, 1, ["root"], 1, 0, iso(80), routes(open=1)),
+    ("personal key", "team-b", None, 1, 1, 0, ["alice"], 1, 0, None, routes(barred=1)),
 ]
 MEMORY_KEYS = {
-    ("team-a", "team-b"): ["a:alice-1", "a:alice-2", "a:erin", "a:gina"],
-    ("team-a", "team-c"): ["a:bob", "a:carol", "a:frank"],
-    ("team-a", None): ["a:alice-1", "a:alice-2"],
-    (None, "team-a"): ["alice:diary", "alice:scratch"],
-    (None, "team-b"): ["alice:diary", "alice:scratch"],
-    ("team-b", None): ["b:alice"],
-    ("team-b", "team-a"): ["b:alice"],
+    (ADMIN, "team-a", "team-b"): [
+        "a:alice-1", "a:alice-2", "a:blank", "a:bob", "a:carol", "a:erin", "a:frank", "a:gina"
+    ],
+    ("cross-team", "team-a", "team-b"): ["a:alice-1", "a:alice-2", "a:erin", "a:gina"],
+    ("cross-team", "team-a", "team-c"): ["a:bob", "a:carol", "a:frank"],
+    ("personal key", "team-a", None): ["a:alice-1", "a:alice-2"],
+    ("personal row", None, "team-a"): ["alice:diary", "alice:scratch"],
+    (ADMIN, None, "team-b"): ["alice:diary", "alice:scratch"],
+    ("personal row", None, "team-b"): ["alice:diary", "alice:scratch"],
+    ("personal key", "team-b", None): ["b:alice"],
+    ("cross-team", "team-b", "team-a"): ["b:alice", "b:erin"],
+    (ADMIN, "litellm-dashboard", "team-b"): ["ui:note"],
 }
 
 
@@ -246,14 +289,19 @@ def test_every_case_counts_exactly(litellm_db):
     seed(litellm_db.conninfo)
     report = exposure_json(litellm_db.conninfo)
     assert [summary(pair) for pair in report["pairs"]] == EXPECTED
-    assert report["memory_rows"] == 12
-    assert report["rows_shared_user"] == 10
-    assert report["rows_exposed"] == 9
-    assert report["rows_exposed_not_barred"] == 8
+    assert report["memory_rows"] == 15
+    # b:service (no user) and b:vera (reached only by a viewer's key without a team) are not.
+    assert report["rows_reached"] == 13
+    # a:carol's own key was deleted before it was written, but root's team-b key reaches it.
+    assert report["rows_exposed"] == 13
+    # b:erin is reached only by erin's barred team-a key.
+    assert report["rows_exposed_not_barred"] == 12
     everyone = {user for pair in report["pairs"] for user in pair["users"]}
-    assert "dave" not in everyone
+    assert not {"dave", "vera"} & everyone
     keys = {key["key"] for pair in report["pairs"] for key in pair["keys"]}
-    assert not {"svc-b", "svc-c", "dave-c"} & keys
+    assert not {"svc-b", "svc-c", "dave-c", "root-own", "root-ui", "vera-own"} & keys
+    # A UI session key has no team: it is no team's key.
+    assert "litellm-dashboard" not in {pair["key_team"] for pair in report["pairs"]}
 
 
 def test_json_field_by_field(litellm_db):
@@ -261,13 +309,13 @@ def test_json_field_by_field(litellm_db):
     report = exposure_json(litellm_db.conninfo)
     assert list(report) == [
         "schema", "key_tables", "last_active_recorded", "memory_read_as", "memory_rows",
-        "rows_shared_user", "rows_exposed", "rows_exposed_not_barred", "pairs",
+        "rows_reached", "rows_exposed", "rows_exposed_not_barred", "pairs",
     ]
     assert report["schema"] == "public"
     assert report["key_tables"] == ["LiteLLM_VerificationToken", "LiteLLM_DeletedVerificationToken"]
     assert report["last_active_recorded"] is True
     assert report["memory_read_as"] == "login role"
-    pair = report["pairs"][1]
+    pair = report["pairs"][2]
     assert pair == {
         "kind": "cross-team",
         "row_team": "team-a",
@@ -279,23 +327,23 @@ def test_json_field_by_field(litellm_db):
         "keys_live": 1,
         "keys_deleted": 2,
         "last_active": iso(25),
-        "routes": routes(open=2, partial=1),
+        "routes": routes(open=1, partial=1, barred=1),
         "keys": [
             {
-                "key": "frank-c", "user_id": "frank", "state": "live", "created_at": iso(0),
-                "deleted_at": None, "last_active": None,
+                "key": "frank-c", "user_id": "frank", "owner_role": "internal_user",
+                "state": "live", "created_at": iso(0), "deleted_at": None, "last_active": None,
                 "allowed_routes": ["/v1/memory/a:frank"], "routes": "partial",
             },
             {
                 # No alias: the key is named by its hashed token, as LiteLLM stores it.
-                "key": hashed("sk-carol-c"), "user_id": "carol", "state": "deleted",
-                "created_at": iso(0), "deleted_at": iso(5), "last_active": None,
-                "allowed_routes": [], "routes": "open",
+                "key": hashed("sk-carol-c"), "user_id": "carol", "owner_role": "internal_user",
+                "state": "deleted", "created_at": iso(0), "deleted_at": iso(5),
+                "last_active": None, "allowed_routes": [], "routes": "barred",
             },
             {
-                "key": "bob-c", "user_id": "bob", "state": "deleted", "created_at": iso(0),
-                "deleted_at": iso(30), "last_active": iso(25), "allowed_routes": [],
-                "routes": "open",
+                "key": "bob-c", "user_id": "bob", "owner_role": "internal_user",
+                "state": "deleted", "created_at": iso(0), "deleted_at": iso(30),
+                "last_active": iso(25), "allowed_routes": MEMORY, "routes": "open",
             },
         ],
         "memory_keys": None,
@@ -311,7 +359,9 @@ def test_rows_adds_memory_keys_and_never_values(litellm_db):
         assert SECRET_VALUE not in result.stdout and "private" not in result.stdout
     assert "a:alice-1" not in default.stdout
     pairs = json.loads(with_rows.stdout)["pairs"]
-    assert {(p["row_team"], p["key_team"]): p["memory_keys"] for p in pairs} == MEMORY_KEYS
+    assert {
+        (p["kind"], p["row_team"], p["key_team"]): p["memory_keys"] for p in pairs
+    } == MEMORY_KEYS
 
 
 def test_text_report(litellm_db):
@@ -324,14 +374,21 @@ def test_text_report(litellm_db):
     )
     table = lines[lines.index("") + 1:]
     assert table[0].split()[:3] == ["row", "team", "key"]
-    first = table[2].split()
-    assert first[:8] == ["team-a", "team-b", "cross-team", "4", "4", "3", "3", "3"]
-    assert table[2].endswith("1 open, 1 unknown, 1 barred")
+    assert table[2].split()[:10] == [
+        "team-a", "team-b", "admin", "team", "key", "8", "8", "8", "1", "1"
+    ]
+    second = table[3].split()
+    assert second[:8] == ["team-a", "team-b", "cross-team", "4", "4", "3", "3", "3"]
+    assert table[3].endswith("1 open, 1 unknown, 1 barred")
     through = "  team-a <- team-c: users bob, carol, frank; keys frank-c (live, partial"
     assert through in result.stdout
+    admin = "  team-a <- team-b (admin team key): users root; keys root-b (live, proxy_admin, open)"
+    assert admin in result.stdout
+    assert "gina-b (live, proxy_admin_viewer, unknown ['future_memory_routes'])" in result.stdout
     assert "not what they did" in result.stdout
 
 
+# A proxy admin's key: only the key's own allowed_routes check applies.
 @pytest.mark.parametrize(
     ("allowed", "verdict"),
     [
@@ -353,8 +410,38 @@ def test_text_report(litellm_db):
         (["memory_routes", "/v1/memory/*"], "unknown"),
     ],
 )
-def test_route_verdict(allowed, verdict):
-    assert exposure.route_verdict(allowed) == verdict
+def test_route_verdict_of_an_admins_key(allowed, verdict):
+    assert exposure.route_verdict(allowed, "proxy_admin") == verdict
+
+
+# Any other owner: only path entries open /v1/memory, which no role's route group holds.
+@pytest.mark.parametrize(
+    ("allowed", "role", "verdict"),
+    [
+        (None, "internal_user", "barred"),
+        ([], "internal_user", "barred"),
+        ([], None, "barred"),  # a key without a user, or whose user has no row
+        ([], "internal_user_viewer", "barred"),
+        (MEMORY, "internal_user", "open"),
+        (MEMORY, None, "open"),
+        (MEMORY, "internal_user_viewer", "open"),
+        (MEMORY, "a role of another version", "open"),
+        (["/v1/memory"], "internal_user", "open"),
+        (["*"], "internal_user", "open"),
+        (["/v1/memory/*"], "internal_user", "partial"),
+        (["llm_api_routes"], "internal_user", "barred"),
+        (["memory_routes"], "internal_user", "barred"),  # a name never opens a path here
+        (["memory_routes", "/v1/memory/*"], "internal_user", "partial"),
+        # A viewer: GETs only, from LiteLLM 1.110 on, within the key's allowed_routes.
+        ([], "proxy_admin_viewer", "reads"),
+        (MEMORY, "proxy_admin_viewer", "reads"),
+        (["/v1/memory/*"], "proxy_admin_viewer", "reads"),
+        (["llm_api_routes"], "proxy_admin_viewer", "barred"),
+        (["memory_routes"], "proxy_admin_viewer", "unknown"),
+    ],
+)
+def test_route_verdict_by_owner_role(allowed, role, verdict):
+    assert exposure.route_verdict(allowed, role) == verdict
 
 
 # -- read-only, schema detection, row-level security --------------------------------------------
@@ -441,7 +528,7 @@ def test_after_the_migration_reads_through_row_level_security(migrated_db, reade
     report = exposure_json(login)
     assert report["memory_read_as"] == f"{APP_ROLE} (proxy_admin_viewer)"
     assert [summary(pair) for pair in report["pairs"]] == EXPECTED
-    assert (report["memory_rows"], report["rows_exposed"]) == (12, 9)
+    assert (report["memory_rows"], report["rows_exposed"]) == (15, 13)
     # The superuser skips row-level security and reads the same.
     assert exposure_json(migrated_db.conninfo)["pairs"] == report["pairs"]
 
@@ -476,3 +563,12 @@ def test_nothing_reachable(litellm_db):
     assert result.returncode == 0, result.stderr
     assert "Memory rows: 1 (read as: login role)" in result.stdout
     assert "No memory row was reachable by a key of another team" in result.stdout
+
+
+def test_without_the_user_table_the_roles_are_missing(litellm_db):
+    with psycopg.connect(litellm_db.conninfo) as conn:
+        conn.execute('DROP TABLE "LiteLLM_UserTable" CASCADE')
+    result = run_cli("--database-url", litellm_db.conninfo, "exposure")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    expected = exposure.NO_USER_TABLE.format(schema="public")
+    assert result.stderr.strip() == f"{PROG}: error: {expected}"
