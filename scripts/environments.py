@@ -71,15 +71,21 @@ def python_for(litellm_version: str) -> Path:
     return python
 
 
-# Debian packages some tests run: PgBouncer (pooling), with the file it installs.
+# Debian packages some tests need, with what each provides: PgBouncer (pooling), and npm (with
+# Node.js), which fetches the pinned PostgreSQL servers.
 SYSTEM_PACKAGES = {
     "pgbouncer": Path("/usr/sbin/pgbouncer"),
+    "npm": "npm",
 }
+
+
+def _provided(what: Path | str) -> bool:
+    return what.exists() if isinstance(what, Path) else shutil.which(what) is not None
 
 
 def ensure_system_packages() -> None:
     """Install the missing SYSTEM_PACKAGES from Debian's packages when possible."""
-    missing = [name for name, path in SYSTEM_PACKAGES.items() if not path.exists()]
+    missing = [name for name, what in SYSTEM_PACKAGES.items() if not _provided(what)]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
