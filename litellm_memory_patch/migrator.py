@@ -76,6 +76,10 @@ class MigrationRefused(Exception):
     """The login role cannot do what was asked; the message names who can, or what to grant."""
 
 
+# The migration scripts, shipped inside the package.
+SCRIPT_LOCATION = str(files("litellm_memory_patch.migrations"))
+
+
 def _alembic_config(
     *,
     schema: str,
@@ -86,7 +90,7 @@ def _alembic_config(
     grant_to: tuple[str, ...] = (),
 ) -> Config:
     config = Config(output_buffer=output_buffer)
-    config.set_main_option("script_location", str(files("litellm_memory_patch.migrations")))
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     config.attributes.update(
         conninfo=conninfo,
         litellm_schema=schema,
@@ -245,6 +249,19 @@ def _check(target: DatabaseTarget, grant_to: tuple[str, ...] = ()) -> None:
         problem = migrate_problem(conn, target.schema, grant_to=grant_to)
     if problem:
         raise MigrationRefused(problem)
+
+
+def served_revisions(revision: str) -> tuple[str, ...]:
+    """The revisions whose proxies a database at ``revision`` serves, newest first: ``revision``
+    itself and each older one down to the one its module names in ``serves_proxies_from``."""
+    script = ScriptDirectory.from_config(_alembic_config(schema="public", conninfo=None, lock_timeout_ms=0))
+    oldest = getattr(script.get_revision(revision).module, "serves_proxies_from", revision)
+    served = []
+    for older in script.iterate_revisions(revision, "base"):
+        served.append(older.revision)
+        if older.revision == oldest:
+            return tuple(served)
+    raise ValueError(f"{revision} names {oldest} in serves_proxies_from, which is not older than it")
 
 
 def head_revision() -> str:

@@ -26,7 +26,10 @@ What a DBA reviews here:
   are exactly the rows that transaction wrote (none missing, no other policy on the table), that
   no rule and no other trigger acts before a write to the table, that the ownership trigger
   fires in every replication role, that row-level security is enabled, forced and binds the
-  restricted role, and that the revision ``migrate`` wrote into it is the one the calling proxy
+  restricted role, and that the revision the calling proxy expects is one of those ``migrate``
+  wrote into it: the database's own, and the older ones it still serves (a revision names the
+  oldest in ``serves_proxies_from``), so that proxies of the previous release keep serving
+  through a rolling upgrade. A proxy expecting a newer revision than the database's fails.
   expects. Any later ``ALTER``, ``CREATE OR REPLACE``, ``DROP``, ``GRANT``/``REVOKE`` or
   ``DISABLE`` writes a new row or removes one, and the next request answers 503 until
   ``migrate`` writes them all again. A dump and restore also writes new rows, all in one
@@ -235,7 +238,11 @@ END
 
 
 def _guard_body(names: dict, revision: str) -> str:
+    from litellm_memory_patch.migrator import served_revisions  # Alembic: migrate and doctor only
+
     table = names["table_regclass"]
+    served = ", ".join(quote_literal(name) for name in served_revisions(revision))
+    expected = f"revision = ANY (ARRAY[{served}]::pg_catalog.text[])"
     tracked = ", ".join(quote_literal(f"{PATCH_SCHEMA}.{name}()") for name in TRACKED_FUNCTIONS)
     # The guard's own row too: migrate wrote it, with the rest, in the transaction it records.
     functions = f"ARRAY[{tracked}, {quote_literal(GUARD_SIGNATURE)}]::regprocedure[]"
@@ -279,7 +286,7 @@ BEGIN
     -- this role, and the calling proxy expects that revision.
     SELECT c.relrowsecurity AND c.relforcerowsecurity AND NOT c.relhasrules
            AND row_security_active(c.oid)
-           AND revision = {quote_literal(revision)}
+           AND {expected}
            AND ARRAY({policies} UNION ALL {triggers}
                      UNION ALL SELECT f.xmin FROM pg_proc f WHERE f.oid = ANY ({functions}))
                = array_fill({MIGRATE_TRANSACTION}, ARRAY[{4 + 1 + len(TRACKED_FUNCTIONS) + 1}])
@@ -287,6 +294,16 @@ BEGIN
     FROM pg_class c
     WHERE c.oid = {table};
     IF intact THEN
+        RETURN;
+    END IF;
+    -- migrate committed while this call waited for the table's lock: PostgreSQL runs the copy
+    -- of this function it looked up before, whose recorded transaction is the replaced one. The
+    -- catalog's copy names its own transaction (a restore's would not): run that one instead.
+    IF EXISTS (SELECT FROM pg_proc f
+               WHERE f.oid = {quote_literal(GUARD_SIGNATURE)}::regprocedure
+                 AND f.xmin <> {MIGRATE_TRANSACTION}
+                 AND strpos(f.prosrc, quote_literal(f.xmin::text) || '::pg_catalog.xid') > 0) THEN
+        PERFORM {PATCH_SCHEMA}.begin_request(revision, team_id, user_id, user_role, statement_timeout);
         RETURN;
     END IF;
     -- Something is off: name the first problem. None found means relhasrules outlived the
@@ -313,7 +330,7 @@ BEGIN
                            AND t.xmin = {MIGRATE_TRANSACTION} AND t.tgenabled = 'A')
             THEN 'the ownership trigger is missing, not enabled in every replication role,'
                  ' or not the one migrate created'
-        WHEN revision IS DISTINCT FROM {quote_literal(revision)}
+        WHEN NOT coalesce({expected}, false)
             THEN 'the database is migrated for another version of the patch than this proxy'
         -- Also false when the restricted role was given SUPERUSER or BYPASSRLS.
         WHEN NOT row_security_active(c.oid)

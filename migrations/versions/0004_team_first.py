@@ -13,9 +13,9 @@ Writes every enforcement object again as ``migrations/enforcement.py`` now defin
 - LiteLLM's admin-UI session team (``litellm-dashboard``) counts as no team, and no row is
   stamped with it.
 
-The revision is written into the per-request guard, so a proxy of the previous release answers
-503 against a database at this revision, and a proxy of this one against a database at the
-previous one, until both agree.
+The per-request guard serves proxies that expect this revision or the previous one
+(``serves_proxies_from``), so replicas can be upgraded one by one after ``migrate``; a proxy of
+this release answers 503 against a database still at the previous revision.
 """
 
 from alembic import context, op
@@ -24,6 +24,11 @@ from litellm_memory_patch.migrations import enforcement
 
 revision = "0004_team_first"
 down_revision = "0003_request_guard"
+# Proxies of the previous release keep serving through a rolling upgrade: the database confines
+# them to the team-first rule too (its one visible difference there: an entry an admin's UI
+# session creates through such a proxy is refused with 403, as the old handler stamps it with
+# the UI session team).
+serves_proxies_from = "0003_request_guard"
 branch_labels = None
 depends_on = None
 
