@@ -20,6 +20,7 @@ from test_request_guard import CHANGES
 TABLE = '"LiteLLM_MemoryTable"'
 SELECT_POLICY = enforcement.policies()[0]
 MIGRATE = "migrate"
+MIGRATE_REPAIR = "repair: litellm-memory-patch migrate"
 
 SABOTAGE = {
     "update policy opened": (
@@ -120,9 +121,9 @@ def test_doctor_names_each_weakening_and_passes_after_the_repair(migrated_db, ca
         assert check in failed, failed
         # The failure says how to repair it: migrate, or what does where migrate cannot.
         if repair == MIGRATE:
-            assert "repair: litellm-memory-patch migrate" in failed[check]
+            assert MIGRATE_REPAIR in failed[check]
         else:
-            assert "repair" in failed[check] and "litellm-memory-patch migrate" not in failed[check]
+            assert "repair" in failed[check] and MIGRATE_REPAIR not in failed[check]
         if repair == MIGRATE:
             migrator.upgrade(migrated_db)
         else:
