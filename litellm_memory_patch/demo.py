@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import hashlib
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -51,6 +50,7 @@ from psycopg import errors
 
 from . import exposure
 from .config import APP_ROLE, parse_database_url
+from .litellm_cache import AuthCache, NoDatabase
 from .scope import CallerScope
 
 HOST = "127.0.0.1"
@@ -102,9 +102,6 @@ DEMO_KEYS = {
 }
 
 ERROR = "litellm-memory-patch: error: "
-NO_DATABASE = "LiteLLM's database is not connected in the demo; its keys are: " + ", ".join(
-    DEMO_KEYS
-)
 MISSING_EXTRAS = (
     ERROR + "the demo needs {missing}: pip install 'litellm-memory-patch[demo]'"
     " (or run python3 scripts/demo.py from a checkout, which sets itself up)"
@@ -113,13 +110,10 @@ PORT_BUSY = ERROR + "cannot listen on {host}:{port} ({reason}); pick another wit
 PROXY_DID_NOT_START = ERROR + "the proxy did not start; see its log above"
 
 # Newer LiteLLM refuses to start without a master key; the demo's is random and never shown.
-# LiteLLM drops what its auth cache holds after user_api_key_cache_ttl seconds (60 by default)
-# and would then ask its database, which the demo has not: a week outlasts any demo.
 CONFIG_YAML = """\
 model_list: []
 general_settings:
   master_key: sk-{master_key}
-  user_api_key_cache_ttl: 604800
 """
 
 MEMORY_TABLE = '"LiteLLM_MemoryTable"'
@@ -147,57 +141,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class NoLiteLLMDatabase:
-    """LiteLLM's database client as its auth sees it in the demo: present, holding no key (so a
-    key the demo does not know gets LiteLLM's 401), and failing on any other use."""
-
-    async def get_data(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def __getattr__(self, name: str):
-        raise RuntimeError(NO_DATABASE)
-
-
 async def seed_litellm_auth() -> None:
-    """Put the demo's keys, users and teams in LiteLLM's auth cache, as LiteLLM stores them.
-
-    A key under the hash of the key (``UserAPIKeyAuth``, with no role: LiteLLM's key table has
-    none), its owner under the user id (``LiteLLM_UserTable``, which carries the role), each team
-    under ``team_id:<id>``.
-    """
-    from litellm.proxy import proxy_server
-    from litellm.proxy._types import (
-        LiteLLM_TeamTableCachedObj,
-        LiteLLM_UserTable,
-        Member,
-        UserAPIKeyAuth,
-    )
-    from litellm.proxy.utils import hash_token
-
-    cache = proxy_server.user_api_key_cache
-    # LiteLLM 1.110's cache takes the stored object's class; 1.83's does not.
-    typed = "model_type" in inspect.signature(cache.async_set_cache).parameters
-
-    async def put(key: str, value: Any) -> None:
-        await cache.async_set_cache(key, value, **({"model_type": type(value)} if typed else {}))
-
+    """Put the demo's keys, users and teams in LiteLLM's auth cache, as LiteLLM stores them."""
+    cache = AuthCache()
     for user, role in USER_ROLES.items():
-        teams = list(TEAMS) if user == USER else []
-        await put(user, LiteLLM_UserTable(user_id=user, user_role=role, teams=teams))
+        await cache.user(user, role, teams=TEAMS if user == USER else ())
     for team in TEAMS:
-        members = [Member(user_id=USER, role="user")]
-        await put(
-            f"team_id:{team}", LiteLLM_TeamTableCachedObj(team_id=team, members_with_roles=members)
-        )
+        await cache.team(team, members={USER: "user"})
     for api_key, key in DEMO_KEYS.items():
-        token = hash_token(api_key)
-        await put(
-            token,
-            UserAPIKeyAuth(
-                token=token, user_id=key.user_id, team_id=key.team_id,
-                allowed_routes=list(key.allowed_routes), models=[], spend=0.0,
-            ),
-        )
+        await cache.key(api_key, user=key.user_id, team=key.team_id, allowed_routes=key.allowed_routes)
 
 
 def use_litellm_database(client: Any) -> None:
@@ -561,7 +513,7 @@ async def serve(
         await asyncio.sleep(0.05)
     # Started without a database client, LiteLLM would refuse every virtual key; with the
     # stand-in, its auth answers from its cache.
-    use_litellm_database(NoLiteLLMDatabase())
+    use_litellm_database(NoDatabase())
     quiet_litellm_lookups()
     await seed_litellm_auth()
     port = sock.getsockname()[1]
