@@ -37,6 +37,7 @@ EVERY_POSTGRES = (
     "tests/test_doctor.py",
     "tests/test_search_path.py",
     "tests/test_managed_owner.py",
+    "tests/test_litellm_upgrade.py",
 )
 
 
