@@ -97,6 +97,9 @@ class Server:
             ),
         }
         self.env.pop("DATABASE_URL", None)
+        # The in-process proxy's config (the suite's session sets it): LiteLLM would read it
+        # instead of --config.
+        self.env.pop("CONFIG_FILE_PATH", None)
         self.starts = 0
         self.process: subprocess.Popen | None = None
 
