@@ -27,7 +27,7 @@ from litellm.types.memory_management import (
 
 from litellm_memory_patch.installer import MEMORY_PATH
 from litellm_memory_patch.routes import caller_scope, key_taken, memory_store, not_found
-from litellm_memory_patch.scope import WRITE_FORBIDDEN, CallerScope
+from litellm_memory_patch.scope import PROXY_ADMIN, WRITE_FORBIDDEN, CallerScope
 from litellm_memory_patch.store import (
     KeyMatch,
     KeyTaken,
@@ -101,7 +101,8 @@ async def update_memory(
         existing = await tx.find(key, where=where)
         if existing is None:
             raise not_found(key)
-        if not scope.may_write(existing, is_team_admin=False):
+        # LiteLLM's own write check: the row's user, or a proxy admin.
+        if existing.user_id != scope.user_id and scope.role != PROXY_ADMIN:
             raise HTTPException(status_code=403, detail=WRITE_FORBIDDEN)
         row = await tx.update(
             existing.memory_id, {"value": body.value}, where=where, actor=scope.user_id
