@@ -30,6 +30,7 @@ from identity_auth import api_key
 from load import ADMIN, Driver, Seeds, check_table, make_workers, metadata_for, table_rows
 from test_served_proxy import STARTUP_TIMEOUT, _free_port, _wait_until_serving
 
+TESTS = Path(__file__).parent
 WORKERS = 2
 PATCH_BACKEND = "litellm-memory-patch"
 PATCH_HEADER = "x-litellm-memory-patch"
@@ -91,9 +92,10 @@ class Server:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_WORKER_STARTUP_HOOKS": "litellm_memory_patch:install",
             "LITELLM_MEMORY_DATABASE_URL": conninfo,
-            # The custom_auth hook imports the tests' identity module.
+            # The custom_auth hook imports the tests' identity module; forking_master keeps
+            # gunicorn's workers clear of a LiteLLM fork hazard (its sitecustomize says which).
             "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+                filter(None, [str(TESTS), str(TESTS / "forking_master"), os.environ.get("PYTHONPATH")])
             ),
         }
         self.env.pop("DATABASE_URL", None)
