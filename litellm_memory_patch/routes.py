@@ -200,17 +200,24 @@ async def refusals_as_http() -> AsyncIterator[None]:
         raise HTTPException(status_code=400, detail=BEYOND_LIMITS) from None
 
 
+# LiteLLM's answer model, field by field, in its order.
+ROW_FIELDS = tuple(LiteLLM_MemoryRow.model_fields)
+
+
 def _row(record: MemoryRecord) -> dict[str, Any]:
-    """A row as LiteLLM's model answers it. Its metadata is the JSON text PostgreSQL stores,
-    written into the answer as it is and never parsed: rows written by LiteLLM's own handlers or
-    by SQL know no depth limit, and no stored row may make an answer fail."""
-    fields = LiteLLM_MemoryRow.model_validate(record, from_attributes=True).model_dump(mode="json")
+    """A row as LiteLLM's model answers it, built without validating it through the model (a
+    tenth of the cost: the record's types are already the model's). Its metadata is the JSON text
+    PostgreSQL stores, written into the answer as it is and never parsed: rows written by
+    LiteLLM's own handlers or by SQL know no depth limit, and no stored row may make an answer
+    fail."""
+    fields = {name: getattr(record, name, None) for name in ROW_FIELDS}
     fields["metadata"] = orjson.Fragment(record.metadata_json or "null")
     return fields
 
 
 def _json_answer(content: dict[str, Any]) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json")
+    # UTC datetimes end in "Z", as pydantic writes them in LiteLLM's answers.
+    return Response(orjson.dumps(content, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 def _answer(record: MemoryRecord) -> Response:
@@ -282,9 +289,7 @@ async def list_memory(
                 offset=(page - 1) * page_size,
                 limit=page_size,
             )
-    fields = MemoryListResponse(memories=[], total=total).model_dump(mode="json")
-    fields["memories"] = [_row(row) for row in rows]
-    return _json_answer(fields)
+    return _json_answer({"memories": [_row(row) for row in rows], "total": total})
 
 
 @router.get("/v1/memory/{key:path}", tags=TAGS, response_model=LiteLLM_MemoryRow)

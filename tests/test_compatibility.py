@@ -87,7 +87,7 @@ def prisma_rows(proxy):
                     None if metadata is SQL_NULL else json.dumps(metadata),
                     "user-compat" if i % 2 else None,
                     TEAM,
-                    base + timedelta(minutes=i),
+                    base.replace(microsecond=0) + timedelta(minutes=i),  # whole seconds too
                     "user-compat",
                     base + timedelta(hours=i, milliseconds=i),
                     None,
