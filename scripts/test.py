@@ -19,7 +19,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from environments import ROOT, ensure_system_packages, postgres_for, python_for, tested_postgres, tested_versions
 
@@ -31,6 +33,8 @@ EMBEDDED_POSTGRES = "16"
 # A run keeps about one core busy (pytest, and the servers it starts mostly wait on it), so on a
 # 2-core machine two at a time take little more than one each.
 RUNS_AT_ONCE = 2
+# One run's output at a time.
+_PRINTING = threading.Lock()
 
 
 def main() -> int:
@@ -50,42 +54,41 @@ def main() -> int:
     for major in postgres:
         environment = {**os.environ, "LITELLM_MEMORY_TEST_POSTGRES": str(postgres_for(major))}
         command = [str(python_for(POSTGRES_LITELLM)), "-m", "pytest", "-m", "every_postgres", *pytest_args]
-        runs[f"PostgreSQL {major}: the database-level tests, LiteLLM {POSTGRES_LITELLM}"] = (command, environment)
+        runs[f"PostgreSQL {major}"] = (command, environment)
     setup = time.monotonic() - began
 
     results = _run_all(runs)
     print(f"\nset-up (environments, servers): {setup:.0f} s")
     for name, (code, seconds) in results.items():
         outcome = "passed" if code == 0 else f"FAILED (pytest exit {code})"
-        print(f"{name.split(':')[0]}: {outcome} in {seconds:.0f} s")
+        print(f"{name}: {outcome} in {seconds:.0f} s")
     print(f"In all: {(time.monotonic() - began) / 60:.1f} min")
     return 0 if all(code == 0 for code, _ in results.values()) else 1
 
 
 def _run_all(runs: dict[str, tuple[list[str], dict]]) -> dict[str, tuple[int, float]]:
     """Each run's (pytest's exit status, seconds), RUNS_AT_ONCE at a time, in the order given."""
-    results, waiting, running = {}, list(runs), {}
-    with tempfile.TemporaryDirectory(prefix="litellm-memory-test-") as folder:
-        while waiting or running:
-            while waiting and len(running) < RUNS_AT_ONCE:
-                name = waiting.pop(0)
-                command, environment = runs[name]
-                output = open(os.path.join(folder, f"run-{len(runs) - len(waiting)}.log"), "w+b")
-                print(f"started: {name}", flush=True)
-                process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT)
-                running[name] = (process, output, time.monotonic())
-            time.sleep(0.5)
-            for name, (process, output, started) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                del running[name]
-                results[name] = (process.returncode, time.monotonic() - started)
-                print(f"\n=== {name} ===", flush=True)
-                output.seek(0)
-                sys.stdout.buffer.write(output.read())
-                sys.stdout.flush()
-                output.close()
-    return {name: results[name] for name in runs}
+    with tempfile.TemporaryDirectory(prefix="litellm-memory-test-") as folder, ThreadPoolExecutor(RUNS_AT_ONCE) as pool:
+        futures = {
+            name: pool.submit(_run, name, command, environment, os.path.join(folder, f"run-{i}.log"))
+            for i, (name, (command, environment)) in enumerate(runs.items())
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _run(name: str, command: list[str], environment: dict, log: str) -> tuple[int, float]:
+    """One run, its output kept in ``log`` and printed whole when it ends."""
+    print(f"started: {name}", flush=True)
+    started = time.monotonic()
+    with open(log, "w+b") as output:
+        code = subprocess.run(command, cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT).returncode
+        seconds = time.monotonic() - started
+        output.seek(0)
+        with _PRINTING:
+            print(f"\n=== {name} ===", flush=True)
+            sys.stdout.buffer.write(output.read())
+            sys.stdout.flush()
+    return code, seconds
 
 
 if __name__ == "__main__":
